@@ -1,0 +1,74 @@
+//! Configuration of a partition log ([`LogConfig`], per topic) and of a
+//! shard's engine ([`EngineConfig`]). Names and defaults follow Kafka's
+//! topic configs in snake_case (`segment.bytes` is `segment_bytes`).
+
+/// Which timestamp a batch keeps: the producer's or the broker's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TimestampType {
+    #[default]
+    CreateTime,
+    LogAppendTime,
+}
+
+/// Per-log settings (Kafka topic configs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    /// Roll to a new segment when the active one would pass this size (`segment.bytes`).
+    pub segment_bytes: u64,
+    /// Roll when the active segment is older than this (`segment.ms`).
+    pub segment_ms: i64,
+    /// Bytes between sparse index entries (`index.interval.bytes`).
+    pub index_interval_bytes: u32,
+    /// Delete segments whose newest timestamp is older than this; -1 keeps forever (`retention.ms`).
+    pub retention_ms: i64,
+    /// Delete the oldest segments while the log is larger than this; -1 means no limit (`retention.bytes`).
+    pub retention_bytes: i64,
+    /// Largest batch accepted (`max.message.bytes`).
+    pub max_message_bytes: usize,
+    pub message_timestamp_type: TimestampType,
+    /// Reserve `segment_bytes` of blocks when a segment is created.
+    pub preallocate: bool,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            segment_bytes: 1 << 30,
+            segment_ms: 7 * 24 * 3600 * 1000,
+            index_interval_bytes: 4096,
+            retention_ms: 7 * 24 * 3600 * 1000,
+            retention_bytes: -1,
+            max_message_bytes: 1_048_588,
+            message_timestamp_type: TimestampType::CreateTime,
+            preallocate: true,
+        }
+    }
+}
+
+/// Per-shard settings of the write path and the tail cache.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineConfig {
+    /// How long the flusher waits for more appends before writing, unless
+    /// `flush_bytes` are already staged.
+    pub flush_linger_us: u64,
+    /// Staged bytes on the shard that start a flush at once.
+    pub flush_bytes: usize,
+    /// Largest single O_DIRECT write; bigger flushes are split and issued together.
+    pub write_bytes_max: usize,
+    /// Unwritten bytes on the shard past which appends wait (backpressure).
+    pub write_behind_bytes_max: usize,
+    /// Bytes of recently appended batches kept in memory for tail reads.
+    pub cache_bytes_max: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            flush_linger_us: 100,
+            flush_bytes: 1 << 20,
+            write_bytes_max: 1 << 20,
+            write_behind_bytes_max: 64 << 20,
+            cache_bytes_max: 256 << 20,
+        }
+    }
+}

@@ -1,0 +1,1135 @@
+//! A partition log: an ordered set of segments, the tail cache, and the
+//! offsets Kafka speaks of (`log_start_offset`, `log_end_offset`).
+//!
+//! Lives on one shard and is touched only there: `Log` is an `Rc` handle and
+//! its state sits in a `RefCell` that is never borrowed across an `.await`.
+//!
+//! Write path: [`Log::append`] validates the producer's batches, patches
+//! `base_offset` and `partition_leader_epoch` in place, and keeps them in the
+//! tail cache as `Bytes` (no copy); the shard's flusher later copies them
+//! into aligned buffers and writes them with O_DIRECT ([`LogInner::flush_round`]),
+//! rewriting the last partial block whole. [`Log::wait`] resolves when the
+//! batch is written (acks=1) or durable after a group-committed fdatasync
+//! (acks=all). A failed write or fdatasync poisons the log: it refuses
+//! appends from then on with the reason.
+//!
+//! Read path: [`Log::read`] returns whole batches as slices of the cache or
+//! of aligned DMA read buffers, for the network layer to send as they are.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::future::Future;
+use std::io;
+use std::ops::Deref;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+
+use bytes::{Bytes, BytesMut};
+
+use crate::batch::{self, BatchError, BatchHeader, Compression, HEADER_BYTES};
+use crate::config::{LogConfig, TimestampType};
+use crate::error::AppendError;
+use crate::error::ReadError;
+use crate::io::{align_down, align_up, write_file_atomic, OpenMode, Storage, StorageFile};
+use crate::segment::{segment_file_name, Segment, SegmentMeta};
+use crate::shard::Shard;
+
+/// File in the partition directory holding the recovery point: every
+/// offset below it is durable and was verified, so recovery scans only
+/// segments from there on. Text: `pinion-recovery-point v1\n<offset>\n`.
+pub const RECOVERY_POINT_FILE: &str = "recovery-point";
+
+/// What the caller waits for after an append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Written to the device with O_DIRECT (acks=1).
+    Written,
+    /// Written and fdatasync'ed (acks=all).
+    Durable,
+}
+
+/// Where an append landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendInfo {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    /// The broker time stamped on the batches, or -1 under CreateTime.
+    pub log_append_time_ms: i64,
+    pub log_start_offset: i64,
+    pub bytes: usize,
+}
+
+/// A slice of stored bytes holding one or more whole batches.
+#[derive(Debug, Clone)]
+pub enum Chunk<B> {
+    /// From the tail cache.
+    Memory(Bytes),
+    /// From an aligned DMA read buffer.
+    Disk(B),
+}
+
+impl<B: Deref<Target = [u8]>> Deref for Chunk<B> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Chunk::Memory(b) => b,
+            Chunk::Disk(b) => b,
+        }
+    }
+}
+
+/// Whole batches returned by [`Log::read`], in offset order.
+#[derive(Debug)]
+pub struct ReadBatches<B> {
+    pub chunks: Vec<Chunk<B>>,
+    pub bytes: usize,
+    /// Offset after the last batch returned (the next fetch offset).
+    pub next_offset: i64,
+    pub log_start_offset: i64,
+    pub log_end_offset: i64,
+}
+
+/// The read buffer type of a storage.
+pub type ReadBufOf<S> = <<S as Storage>::File as StorageFile>::ReadBuf;
+
+/// What [`Log::enforce_retention`] removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RetentionOutcome {
+    pub segments_deleted: usize,
+    pub bytes_deleted: u64,
+}
+
+#[derive(Debug)]
+pub(crate) struct CachedBatch {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    pub segment_base: i64,
+    pub position: u64,
+    pub bytes: Bytes,
+    /// Shard-wide append order, for evicting the oldest batch first.
+    pub seq: u64,
+}
+
+pub(crate) struct LogState<S: Storage> {
+    pub config: LogConfig,
+    pub segments: VecDeque<Segment<S::File>>,
+    pub log_start_offset: i64,
+    pub log_end_offset: i64,
+    /// Every offset below is on the device.
+    pub written_offset: i64,
+    /// Every offset below is on the device and fdatasync'ed.
+    pub durable_offset: i64,
+    /// Some caller waits for durability up to here.
+    pub durable_wanted: i64,
+    pub cache: VecDeque<CachedBatch>,
+    /// Index into `cache` of the first batch not yet handed to a write.
+    pub unflushed_from: usize,
+    pub unflushed_bytes: usize,
+    pub poisoned: Option<Rc<str>>,
+    pub flushing: bool,
+    pub rolling: bool,
+    pub closed: bool,
+    /// Queued in the shard's dirty list.
+    pub dirty: bool,
+}
+
+impl<S: Storage> std::fmt::Debug for LogState<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogState")
+            .field("segments", &self.segments.len())
+            .field("log_start_offset", &self.log_start_offset)
+            .field("log_end_offset", &self.log_end_offset)
+            .field("written_offset", &self.written_offset)
+            .field("durable_offset", &self.durable_offset)
+            .field("poisoned", &self.poisoned)
+            .finish()
+    }
+}
+
+impl<S: Storage> LogState<S> {
+    fn check_writable(&self) -> Result<(), AppendError> {
+        if let Some(reason) = &self.poisoned {
+            return Err(AppendError::Poisoned(reason.clone()));
+        }
+        if self.closed {
+            return Err(AppendError::Closed);
+        }
+        Ok(())
+    }
+
+    fn active(&self) -> &Segment<S::File> {
+        self.segments.back().expect("a log always has an active segment")
+    }
+
+    fn segment_index(&self, base_offset: i64) -> Option<usize> {
+        self.segments.binary_search_by_key(&base_offset, |s| s.base_offset()).ok()
+    }
+
+    /// Index of the segment that holds `offset` (the last one starting at or before it).
+    fn segment_for(&self, offset: i64) -> usize {
+        self.segments.partition_point(|s| s.base_offset() <= offset).saturating_sub(1)
+    }
+
+    /// Offset below which everything is durable and every segment before
+    /// the active one is finished: what the recovery point may say.
+    fn recoverable_offset(&self) -> i64 {
+        let unfinished = self.segments.iter().find(|s| !s.finished).map(|s| s.base_offset());
+        unfinished.unwrap_or(self.log_end_offset).min(self.durable_offset)
+    }
+}
+
+pub(crate) struct LogInner<S: Storage> {
+    pub dir: PathBuf,
+    pub shard: Rc<Shard<S>>,
+    pub state: RefCell<LogState<S>>,
+    wakers: RefCell<Vec<Waker>>,
+}
+
+impl<S: Storage> std::fmt::Debug for LogInner<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Log").field("dir", &self.dir).field("state", &self.state).finish()
+    }
+}
+
+/// A handle to a partition log on this shard. Cheap to clone.
+pub struct Log<S: Storage> {
+    pub(crate) inner: Rc<LogInner<S>>,
+}
+
+impl<S: Storage> Clone for Log<S> {
+    fn clone(&self) -> Self {
+        Self { inner: self.inner.clone() }
+    }
+}
+
+impl<S: Storage> std::fmt::Debug for Log<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.inner.fmt(f)
+    }
+}
+
+/// Resolves the first time it is polled after a wake-up of the log.
+struct Changed<'a, S: Storage> {
+    log: &'a LogInner<S>,
+    registered: bool,
+}
+
+impl<S: Storage> Future for Changed<'_, S> {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.registered {
+            return Poll::Ready(());
+        }
+        self.registered = true;
+        self.log.wakers.borrow_mut().push(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+impl<S: Storage> LogInner<S> {
+    pub(crate) fn new(dir: PathBuf, shard: Rc<Shard<S>>, state: LogState<S>) -> Self {
+        Self { dir, shard, state: RefCell::new(state), wakers: RefCell::new(Vec::new()) }
+    }
+
+    fn changed(&self) -> Changed<'_, S> {
+        Changed { log: self, registered: false }
+    }
+
+    pub(crate) fn wake_all(&self) {
+        let wakers = std::mem::take(&mut *self.wakers.borrow_mut());
+        for waker in wakers {
+            waker.wake();
+        }
+    }
+
+    fn poison(&self, reason: String) {
+        tracing::error!(log = %self.dir.display(), %reason, "log poisoned: refusing further appends");
+        self.state.borrow_mut().poisoned = Some(reason.into());
+        self.wake_all();
+    }
+
+    /// Writes everything appended so far that is not yet on the device, then,
+    /// if a caller waits for durability, fdatasyncs once for all of them
+    /// (group commit); finishes segments sealed by a roll. Called only by
+    /// the shard's flusher, one round per log at a time.
+    pub(crate) async fn flush_round(self: &Rc<Self>) {
+        type Piece<F> = (Rc<F>, <F as StorageFile>::WriteBuf, u64);
+        let write_bytes_max = self.shard.config.write_bytes_max.max(4096);
+        let mut pieces: Vec<Piece<S::File>> = Vec::new();
+        let mut updates: Vec<(i64, u64, Vec<u8>)> = Vec::new();
+        let mut sync_files: Vec<Rc<S::File>> = Vec::new();
+        let (target, want_sync, handed_bytes) = {
+            let mut st = self.state.borrow_mut();
+            st.dirty = false;
+            if st.poisoned.is_some() || st.flushing {
+                return;
+            }
+            let want_sync = st.durable_wanted > st.durable_offset;
+            let target = st.log_end_offset;
+            let start = st.unflushed_from;
+            let mut i = start;
+            while i < st.cache.len() {
+                let segment_base = st.cache[i].segment_base;
+                let mut j = i;
+                while j < st.cache.len() && st.cache[j].segment_base == segment_base {
+                    j += 1;
+                }
+                let seg_index = st.segment_index(segment_base).expect("cached batch of a live segment");
+                let segment = &st.segments[seg_index];
+                let alignment = segment.file.alignment();
+                let region_start = align_down(segment.flushed, alignment);
+                let last = &st.cache[j - 1];
+                let region_end = last.position + last.bytes.len() as u64;
+                debug_assert_eq!(st.cache[i].position, segment.flushed, "flush must continue where the last ended");
+                let padded_end = align_up(region_end, alignment);
+                // Fill each aligned piece from the kept tail block and the batches.
+                let mut batch_cursor = i;
+                let mut piece_start = region_start;
+                let mut new_tail = Vec::new();
+                while piece_start < padded_end {
+                    let piece_end = (piece_start + write_bytes_max as u64).min(padded_end);
+                    let mut buf = segment.file.alloc_write_buf((piece_end - piece_start) as usize);
+                    let out = buf.as_mut();
+                    // The partial block already on the device.
+                    if piece_start == region_start && !segment.tail_block.is_empty() {
+                        out[..segment.tail_block.len()].copy_from_slice(&segment.tail_block);
+                    }
+                    while batch_cursor < j {
+                        let cached = &st.cache[batch_cursor];
+                        let b_start = cached.position;
+                        let b_end = b_start + cached.bytes.len() as u64;
+                        let from = b_start.max(piece_start);
+                        let to = b_end.min(piece_end);
+                        if from < to {
+                            out[(from - piece_start) as usize..(to - piece_start) as usize]
+                                .copy_from_slice(&cached.bytes[(from - b_start) as usize..(to - b_start) as usize]);
+                        }
+                        if b_end <= piece_end {
+                            batch_cursor += 1;
+                        } else {
+                            break;
+                        }
+                    }
+                    if piece_end == padded_end {
+                        let tail_start = align_down(region_end, alignment);
+                        new_tail = out[(tail_start - piece_start) as usize..(region_end - piece_start) as usize].to_vec();
+                    }
+                    pieces.push((segment.file.clone(), buf, piece_start));
+                    piece_start = piece_end;
+                }
+                updates.push((segment_base, region_end, new_tail));
+                if !sync_files.iter().any(|f| Rc::ptr_eq(f, &segment.file)) {
+                    sync_files.push(segment.file.clone());
+                }
+                i = j;
+            }
+            if want_sync {
+                let active = st.active().file.clone();
+                if !sync_files.iter().any(|f| Rc::ptr_eq(f, &active)) {
+                    sync_files.push(active);
+                }
+            }
+            let handed_bytes = st.unflushed_bytes;
+            st.unflushed_from = st.cache.len();
+            st.unflushed_bytes = 0;
+            st.flushing = true;
+            (target, want_sync, handed_bytes)
+        };
+        self.shard.note_handed_to_write(handed_bytes);
+
+        let started = std::time::Instant::now();
+        let piece_count = pieces.len();
+        let writes = pieces.into_iter().map(|(file, buf, pos)| async move { file.write_at(buf, pos).await });
+        let results = join_all(writes.collect()).await;
+        if let Some(e) = results.into_iter().find_map(Result::err) {
+            self.state.borrow_mut().flushing = false;
+            self.poison(format!("O_DIRECT write in {} failed: {e}", self.dir.display()));
+            return;
+        }
+        if piece_count > 0 {
+            self.shard.stats.borrow_mut().note_write(piece_count, started.elapsed());
+        }
+        {
+            let mut st = self.state.borrow_mut();
+            for (segment_base, flushed, tail) in updates {
+                if let Some(k) = st.segment_index(segment_base) {
+                    st.segments[k].flushed = flushed;
+                    st.segments[k].tail_block = tail;
+                }
+            }
+            st.written_offset = st.written_offset.max(target);
+        }
+        if want_sync {
+            let started = std::time::Instant::now();
+            let syncs = sync_files.iter().map(|f| f.fdatasync());
+            let results = join_all(syncs.collect()).await;
+            if let Some(e) = results.into_iter().find_map(Result::err) {
+                self.state.borrow_mut().flushing = false;
+                self.poison(format!("fdatasync in {} failed: {e}", self.dir.display()));
+                return;
+            }
+            self.shard.stats.borrow_mut().note_fsync(started.elapsed());
+            let mut st = self.state.borrow_mut();
+            st.durable_offset = st.durable_offset.max(target);
+        }
+        if let Err(e) = self.finish_sealed_segments().await {
+            self.state.borrow_mut().flushing = false;
+            self.poison(format!("finishing a sealed segment in {} failed: {e}", self.dir.display()));
+            return;
+        }
+        self.state.borrow_mut().flushing = false;
+        self.wake_all();
+    }
+
+    /// Trims, syncs and indexes every sealed segment whose data is all
+    /// written, then moves the recovery point past them.
+    async fn finish_sealed_segments(&self) -> io::Result<()> {
+        loop {
+            let next = {
+                let st = self.state.borrow();
+                st.segments.iter().find(|s| s.sealed && !s.finished && s.flushed == s.meta.size).map(|s| {
+                    (
+                        s.base_offset(),
+                        s.file.clone(),
+                        s.meta.size,
+                        s.index_path(),
+                        s.meta.offset_index.to_bytes(),
+                        s.time_index_path(),
+                        s.meta.time_index.to_bytes(),
+                    )
+                })
+            };
+            let Some((base, file, size, index_path, index, time_index_path, time_index)) = next else {
+                return Ok(());
+            };
+            file.truncate(size).await?;
+            file.fdatasync().await?;
+            let storage = &self.shard.storage;
+            write_file_atomic(storage, &index_path, &index).await?;
+            write_file_atomic(storage, &time_index_path, &time_index).await?;
+            let recovery_point = {
+                let mut st = self.state.borrow_mut();
+                if let Some(k) = st.segment_index(base) {
+                    st.segments[k].finished = true;
+                    st.segments[k].tail_block = Vec::new();
+                }
+                st.recoverable_offset()
+            };
+            write_recovery_point(storage, &self.dir, recovery_point).await?;
+        }
+    }
+}
+
+/// Polls a set of futures together; returns their outputs in order.
+pub(crate) async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut futures: Vec<Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (future, output) in futures.iter_mut().zip(outputs.iter_mut()) {
+            if output.is_none() {
+                match future.as_mut().poll(cx) {
+                    Poll::Ready(value) => *output = Some(value),
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await;
+    outputs.into_iter().map(|o| o.expect("every future completed")).collect()
+}
+
+pub(crate) async fn write_recovery_point<S: Storage>(storage: &S, dir: &Path, offset: i64) -> io::Result<()> {
+    let text = format!("pinion-recovery-point v1\n{offset}\n");
+    write_file_atomic(storage, &dir.join(RECOVERY_POINT_FILE), text.as_bytes()).await
+}
+
+/// Parses the recovery point file; `None` if it is missing or unreadable.
+pub(crate) fn parse_recovery_point(bytes: &[u8]) -> Option<i64> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let mut lines = text.lines();
+    if lines.next()? != "pinion-recovery-point v1" {
+        return None;
+    }
+    lines.next()?.trim().parse().ok()
+}
+
+impl<S: Storage> Log<S> {
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    pub fn log_start_offset(&self) -> i64 {
+        self.inner.state.borrow().log_start_offset
+    }
+
+    /// The offset the next appended record will get.
+    pub fn log_end_offset(&self) -> i64 {
+        self.inner.state.borrow().log_end_offset
+    }
+
+    /// Every offset below this is on the device.
+    pub fn written_offset(&self) -> i64 {
+        self.inner.state.borrow().written_offset
+    }
+
+    /// Every offset below this survives a power cut.
+    pub fn durable_offset(&self) -> i64 {
+        self.inner.state.borrow().durable_offset
+    }
+
+    /// Why the log refuses writes, if it does.
+    pub fn poisoned(&self) -> Option<Rc<str>> {
+        self.inner.state.borrow().poisoned.clone()
+    }
+
+    pub fn config(&self) -> LogConfig {
+        self.inner.state.borrow().config.clone()
+    }
+
+    /// Changes the topic configuration; takes effect on the next append,
+    /// roll or retention pass.
+    pub fn set_config(&self, config: LogConfig) {
+        self.inner.state.borrow_mut().config = config;
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.inner.state.borrow().segments.len()
+    }
+
+    /// Base offsets of the segments, oldest first.
+    pub fn segment_base_offsets(&self) -> Vec<i64> {
+        self.inner.state.borrow().segments.iter().map(|s| s.base_offset()).collect()
+    }
+
+    /// Bytes stored in all segments.
+    pub fn size_bytes(&self) -> u64 {
+        self.inner.state.borrow().segments.iter().map(|s| s.meta.size).sum()
+    }
+
+    /// Appends the batches in `records` (one or more RecordBatch v2, as in a
+    /// produce request) after checking each; all or nothing. Assigns offsets
+    /// and stamps `leader_epoch`. Returns once the batches are in the log
+    /// (readable); [`Log::wait`] tells when they are written or durable.
+    pub async fn append(&self, mut records: BytesMut, leader_epoch: i32) -> Result<AppendInfo, AppendError> {
+        let batches = batch::split_batches(&records)?;
+        let max_message_bytes = self.inner.state.borrow().config.max_message_bytes;
+        for (range, _) in &batches {
+            if range.len() > max_message_bytes {
+                return Err(BatchError::TooLarge { size: range.len(), max: max_message_bytes }.into());
+            }
+        }
+        let total_bytes = records.len();
+        let record_count: i64 = batches.iter().map(|(_, h)| i64::from(h.last_offset_delta) + 1).sum();
+        self.inner.shard.wait_for_write_capacity().await;
+        loop {
+            enum Next {
+                Append(i64),
+                Roll(i64),
+                Wait,
+            }
+            let next = {
+                let mut st = self.inner.state.borrow_mut();
+                st.check_writable()?;
+                if st.rolling {
+                    Next::Wait
+                } else {
+                    let now_ms = self.inner.shard.clock.now_ms();
+                    let active = st.active();
+                    let last_offset = st.log_end_offset + record_count - 1;
+                    let too_old = active.meta.size > 0 && now_ms - active.created_ms >= st.config.segment_ms;
+                    if too_old || !active.meta.fits(total_bytes as u64, last_offset, st.config.segment_bytes) {
+                        st.rolling = true;
+                        Next::Roll(st.log_end_offset)
+                    } else {
+                        Next::Append(now_ms)
+                    }
+                }
+            };
+            match next {
+                Next::Append(now_ms) => return Ok(self.append_now(&mut records, &batches, leader_epoch, now_ms)),
+                Next::Roll(base) => {
+                    let rolled = self.roll(base).await;
+                    self.inner.state.borrow_mut().rolling = false;
+                    self.inner.wake_all();
+                    rolled?;
+                }
+                Next::Wait => self.inner.changed().await,
+            }
+        }
+    }
+
+    fn append_now(
+        &self,
+        records: &mut BytesMut,
+        batches: &[(std::ops::Range<usize>, BatchHeader)],
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> AppendInfo {
+        let shard = &self.inner.shard;
+        let mut st = self.inner.state.borrow_mut();
+        let log_append_time = st.config.message_timestamp_type == TimestampType::LogAppendTime;
+        let index_interval_bytes = st.config.index_interval_bytes;
+        let first_offset = st.log_end_offset;
+        let mut next_offset = first_offset;
+        let mut total = 0usize;
+        for (range, header) in batches {
+            let mut bytes = records.split_to(range.len());
+            batch::set_base_offset(&mut bytes, next_offset);
+            batch::set_partition_leader_epoch(&mut bytes, leader_epoch);
+            let mut header = *header;
+            header.base_offset = next_offset;
+            header.partition_leader_epoch = leader_epoch;
+            if log_append_time {
+                batch::set_log_append_time(&mut bytes, now_ms);
+                header.max_timestamp = now_ms;
+            }
+            let active = st.segments.back_mut().expect("active segment");
+            let position = active.meta.size;
+            active.meta.note_batch(&header, position, index_interval_bytes);
+            let segment_base = active.base_offset();
+            st.cache.push_back(CachedBatch {
+                base_offset: next_offset,
+                last_offset: header.last_offset(),
+                segment_base,
+                position,
+                bytes: bytes.freeze(),
+                seq: shard.next_seq(),
+            });
+            next_offset = header.last_offset() + 1;
+            total += range.len();
+        }
+        st.log_end_offset = next_offset;
+        st.unflushed_bytes += total;
+        let log_start_offset = st.log_start_offset;
+        drop(st);
+        shard.note_appended(total);
+        shard.mark_dirty(&self.inner);
+        shard.evict_if_needed();
+        self.inner.wake_all();
+        AppendInfo {
+            base_offset: first_offset,
+            last_offset: next_offset - 1,
+            log_append_time_ms: if log_append_time { now_ms } else { -1 },
+            log_start_offset,
+            bytes: total,
+        }
+    }
+
+    /// Seals the active segment and starts a new one at `base_offset`.
+    async fn roll(&self, base_offset: i64) -> Result<(), AppendError> {
+        let path = self.inner.dir.join(segment_file_name(base_offset, "log"));
+        let (preallocate, segment_bytes) = {
+            let st = self.inner.state.borrow();
+            (st.config.preallocate, st.config.segment_bytes)
+        };
+        let storage = &self.inner.shard.storage;
+        let file = storage.open(&path, OpenMode::CreateNew).await.map_err(|e| AppendError::Io(Rc::new(e)))?;
+        if preallocate {
+            file.preallocate(segment_bytes).await.map_err(|e| AppendError::Io(Rc::new(e)))?;
+        }
+        let now_ms = self.inner.shard.clock.now_ms();
+        let mut st = self.inner.state.borrow_mut();
+        let active = st.segments.back_mut().expect("active segment");
+        active.sealed = true;
+        active.meta.finish_time_index();
+        st.segments.push_back(Segment::new(SegmentMeta::new(base_offset), file, path, now_ms));
+        drop(st);
+        tracing::debug!(log = %self.inner.dir.display(), base_offset, "rolled to a new segment");
+        self.inner.shard.mark_dirty(&self.inner);
+        Ok(())
+    }
+
+    /// Resolves when every offset up to and including `last_offset` is
+    /// written (or durable), or with the poison reason if a write failed.
+    pub async fn wait(&self, last_offset: i64, durability: Durability) -> Result<(), AppendError> {
+        loop {
+            {
+                let mut st = self.inner.state.borrow_mut();
+                if let Some(reason) = &st.poisoned {
+                    return Err(AppendError::Poisoned(reason.clone()));
+                }
+                let reached = match durability {
+                    Durability::Written => st.written_offset > last_offset,
+                    Durability::Durable => st.durable_offset > last_offset,
+                };
+                if reached {
+                    return Ok(());
+                }
+                if last_offset >= st.log_end_offset {
+                    return Err(AppendError::Closed);
+                }
+                if durability == Durability::Durable && st.durable_wanted <= last_offset {
+                    st.durable_wanted = last_offset + 1;
+                    if !st.dirty {
+                        drop(st);
+                        self.inner.shard.mark_dirty(&self.inner);
+                    }
+                }
+            }
+            self.inner.changed().await;
+        }
+    }
+
+    /// Resolves when the log end offset passes `offset` (new data to read),
+    /// or the log is closed. For long-polling fetches.
+    pub async fn wait_for_data(&self, offset: i64) {
+        loop {
+            {
+                let st = self.inner.state.borrow();
+                if st.log_end_offset > offset || st.closed || st.poisoned.is_some() {
+                    return;
+                }
+            }
+            self.inner.changed().await;
+        }
+    }
+
+    /// Whole batches from the one holding `offset`, up to `max_bytes` (the
+    /// first batch is returned whole even if larger) and below `max_offset`
+    /// (for example the high watermark). Tail reads come from the cache;
+    /// older data from aligned DMA reads of the segment.
+    pub async fn read(&self, offset: i64, max_bytes: usize, max_offset: i64) -> Result<ReadBatches<ReadBufOf<S>>, ReadError> {
+        let mut segment_cursor: Option<usize>;
+        let mut read = {
+            let st = self.inner.state.borrow();
+            if offset < st.log_start_offset || offset > st.log_end_offset {
+                return Err(ReadError::OffsetOutOfRange {
+                    offset,
+                    log_start_offset: st.log_start_offset,
+                    log_end_offset: st.log_end_offset,
+                });
+            }
+            let mut read = ReadBatches {
+                chunks: Vec::new(),
+                bytes: 0,
+                next_offset: offset,
+                log_start_offset: st.log_start_offset,
+                log_end_offset: st.log_end_offset,
+            };
+            let limit = max_offset.min(st.log_end_offset);
+            if offset >= limit {
+                return Ok(read);
+            }
+            match st.cache.front() {
+                Some(front) if front.base_offset <= offset => {
+                    let first = st.cache.partition_point(|b| b.last_offset < offset);
+                    for cached in st.cache.range(first..) {
+                        if cached.base_offset >= limit
+                            || (!read.chunks.is_empty() && read.bytes + cached.bytes.len() > max_bytes)
+                        {
+                            break;
+                        }
+                        read.bytes += cached.bytes.len();
+                        read.next_offset = cached.last_offset + 1;
+                        read.chunks.push(Chunk::Memory(cached.bytes.clone()));
+                    }
+                    return Ok(read);
+                }
+                _ => segment_cursor = Some(st.segment_for(offset)),
+            }
+            read
+        };
+        // Cold read: walk segments from the one holding `offset`.
+        let max_offset = max_offset.min(read.log_end_offset);
+        while let Some(k) = segment_cursor {
+            let (file, start, end, base) = {
+                let st = self.inner.state.borrow();
+                let Some(segment) = st.segments.get(k) else { break };
+                let relative = (offset.max(segment.base_offset()) - segment.base_offset()).min(i64::from(u32::MAX));
+                let (_, position) = segment.meta.offset_index.lookup(relative as u32);
+                (segment.file.clone(), u64::from(position), segment.flushed, segment.base_offset())
+            };
+            if base >= max_offset {
+                break;
+            }
+            read_segment::<S>(&file, start, end, offset, max_offset, max_bytes, &mut read).await?;
+            if !read.chunks.is_empty() {
+                break;
+            }
+            segment_cursor = Some(k + 1);
+        }
+        Ok(read)
+    }
+
+    /// The earliest offset whose timestamp is at or after `timestamp`, with
+    /// that timestamp (ListOffsets by time). Exact for uncompressed and
+    /// LogAppendTime batches; for a compressed CreateTime batch the answer
+    /// is the batch's base offset and max timestamp, since the engine never
+    /// inflates batches.
+    pub async fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(i64, i64)>, ReadError> {
+        let start = {
+            let st = self.inner.state.borrow();
+            let Some(segment) = st.segments.iter().find(|s| s.meta.max_timestamp >= timestamp) else {
+                return Ok(None);
+            };
+            let relative = segment.meta.time_index.lookup(timestamp);
+            (segment.base_offset() + i64::from(relative)).max(st.log_start_offset)
+        };
+        let mut offset = start;
+        for _ in 0..1_000_000 {
+            let read = self.read(offset, 1 << 20, i64::MAX).await?;
+            if read.chunks.is_empty() {
+                return Ok(None);
+            }
+            for chunk in &read.chunks {
+                let mut at = 0usize;
+                while at + HEADER_BYTES <= chunk.len() {
+                    let header = BatchHeader::parse(&chunk[at..]).map_err(|e| ReadError::Io(io::Error::other(e)))?;
+                    let bytes = &chunk[at..at + header.size()];
+                    at += header.size();
+                    if header.max_timestamp < timestamp || header.last_offset() < offset {
+                        continue;
+                    }
+                    if header.is_log_append_time() || header.compression() != Compression::None {
+                        return Ok(Some((header.base_offset.max(offset), header.max_timestamp)));
+                    }
+                    for (offset_delta, timestamp_delta) in batch::uncompressed_record_deltas(bytes).unwrap_or_default() {
+                        let record_timestamp = header.base_timestamp + timestamp_delta;
+                        let record_offset = header.base_offset + offset_delta;
+                        if record_timestamp >= timestamp && record_offset >= offset {
+                            return Ok(Some((record_offset, record_timestamp)));
+                        }
+                    }
+                }
+            }
+            offset = read.next_offset;
+        }
+        Ok(None)
+    }
+
+    /// Waits until everything appended so far is written (and durable if
+    /// asked) and no flush is in flight.
+    pub async fn flush(&self, durability: Durability) -> Result<(), AppendError> {
+        loop {
+            let last = self.log_end_offset() - 1;
+            if last >= self.log_start_offset().min(last + 1) && last >= 0 {
+                match self.wait(last, durability).await {
+                    Ok(()) | Err(AppendError::Closed) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            {
+                let st = self.inner.state.borrow();
+                if let Some(reason) = &st.poisoned {
+                    return Err(AppendError::Poisoned(reason.clone()));
+                }
+                let idle = !st.flushing && st.unflushed_from == st.cache.len();
+                let sealed_pending = st.segments.iter().any(|s| s.sealed && !s.finished);
+                if idle && !sealed_pending && st.written_offset >= st.log_end_offset {
+                    return Ok(());
+                }
+                if !st.dirty {
+                    drop(st);
+                    self.inner.shard.mark_dirty(&self.inner);
+                }
+            }
+            self.inner.changed().await;
+        }
+    }
+
+    /// Deletes whole segments past `retention_ms` (by their newest
+    /// timestamp) or while the log is larger than `retention_bytes`, oldest
+    /// first, and moves `log_start_offset` to the first segment left. The
+    /// active segment is rolled first when it alone has expired.
+    pub async fn enforce_retention(&self) -> Result<RetentionOutcome, AppendError> {
+        let now_ms = self.inner.shard.clock.now_ms();
+        let expired = |config: &LogConfig, segment: &Segment<S::File>| {
+            config.retention_ms >= 0 && segment.meta.max_timestamp >= 0 && segment.meta.max_timestamp < now_ms - config.retention_ms
+        };
+        let roll_active = {
+            let st = self.inner.state.borrow();
+            st.check_writable()?;
+            let active = st.active();
+            active.meta.size > 0 && !st.rolling && expired(&st.config, active)
+        };
+        if roll_active {
+            let base = {
+                let mut st = self.inner.state.borrow_mut();
+                st.rolling = true;
+                st.log_end_offset
+            };
+            let rolled = self.roll(base).await;
+            self.inner.state.borrow_mut().rolling = false;
+            self.inner.wake_all();
+            rolled?;
+        }
+        let needs_flush = self.inner.state.borrow().segments.iter().any(|s| s.sealed && !s.finished);
+        if needs_flush {
+            self.flush(Durability::Durable).await?;
+        }
+        let mut outcome = RetentionOutcome::default();
+        let mut doomed = Vec::new();
+        {
+            let mut st = self.inner.state.borrow_mut();
+            let mut total: u64 = st.segments.iter().map(|s| s.meta.size).sum();
+            while st.segments.len() > 1 {
+                let first = &st.segments[0];
+                if !first.finished {
+                    break;
+                }
+                let by_size = st.config.retention_bytes >= 0 && total - first.meta.size >= st.config.retention_bytes as u64;
+                if !(expired(&st.config, first) || by_size) {
+                    break;
+                }
+                let segment = st.segments.pop_front().expect("checked above");
+                total -= segment.meta.size;
+                outcome.segments_deleted += 1;
+                outcome.bytes_deleted += segment.meta.size;
+                let mut evicted = 0usize;
+                while st.cache.front().is_some_and(|c| c.segment_base == segment.base_offset()) {
+                    let cached = st.cache.pop_front().expect("checked");
+                    evicted += cached.bytes.len();
+                    st.unflushed_from = st.unflushed_from.saturating_sub(1);
+                }
+                self.inner.shard.note_evicted(evicted);
+                doomed.push(segment);
+            }
+            st.log_start_offset = st.segments[0].base_offset().max(st.log_start_offset);
+        }
+        let storage = &self.inner.shard.storage;
+        for segment in doomed {
+            tracing::info!(log = %self.inner.dir.display(), base_offset = segment.base_offset(), "retention deletes segment");
+            let (log_path, index_path, time_index_path) = (segment.log_path.clone(), segment.index_path(), segment.time_index_path());
+            let _ = segment.file.clone().close().await;
+            for path in [log_path, index_path, time_index_path] {
+                if let Err(e) = storage.remove_file(&path).await {
+                    if e.kind() != io::ErrorKind::NotFound {
+                        return Err(AppendError::Io(Rc::new(e)));
+                    }
+                }
+            }
+        }
+        if outcome.segments_deleted > 0 {
+            storage.sync_dir(&self.inner.dir).await.map_err(|e| AppendError::Io(Rc::new(e)))?;
+        }
+        Ok(outcome)
+    }
+
+    /// Removes every batch at or after `offset` (the whole batch holding it),
+    /// for a replica that must match its leader. The caller must not append
+    /// concurrently. Returns the new log end offset.
+    pub async fn truncate_to(&self, offset: i64) -> Result<i64, AppendError> {
+        self.flush(Durability::Durable).await?;
+        let (keep, doomed_segments) = {
+            let mut st = self.inner.state.borrow_mut();
+            st.check_writable()?;
+            if offset >= st.log_end_offset {
+                return Ok(st.log_end_offset);
+            }
+            let keep = st.segment_for(offset.max(st.log_start_offset));
+            let doomed: Vec<_> = st.segments.drain(keep + 1..).collect();
+            (keep, doomed)
+        };
+        let storage = self.inner.shard.storage.clone();
+        let io_err = |e: io::Error| AppendError::Io(Rc::new(e));
+        for segment in doomed_segments {
+            let paths = [segment.log_path.clone(), segment.index_path(), segment.time_index_path()];
+            let _ = segment.file.clone().close().await;
+            for path in paths {
+                let _ = storage.remove_file(&path).await;
+            }
+        }
+        // Rescan the kept segment up to the first batch that reaches `offset`.
+        let (file, base, size, interval, index_path, time_index_path) = {
+            let st = self.inner.state.borrow();
+            let s = &st.segments[keep];
+            (s.file.clone(), s.base_offset(), s.meta.size, st.config.index_interval_bytes, s.index_path(), s.time_index_path())
+        };
+        let scanned = crate::segment::scan::<S>(&file, base, size, interval).await.map_err(io_err)?;
+        let mut meta = SegmentMeta::new(base);
+        // Re-add batches below `offset` by walking the scan's valid range again.
+        let mut position = 0u64;
+        while position < scanned.meta.size {
+            let buf = read_exact::<S>(&file, position, HEADER_BYTES).await.map_err(io_err)?;
+            let header = BatchHeader::parse(&buf).map_err(|e| io_err(io::Error::other(e)))?;
+            if header.last_offset() >= offset {
+                break;
+            }
+            meta.note_batch(&header, position, interval);
+            position += header.size() as u64;
+        }
+        file.truncate(meta.size).await.map_err(io_err)?;
+        let tail_start = align_down(meta.size, file.alignment());
+        let tail = read_exact::<S>(&file, tail_start, (meta.size - tail_start) as usize).await.map_err(io_err)?;
+        file.fdatasync().await.map_err(io_err)?;
+        let _ = storage.remove_file(&index_path).await;
+        let _ = storage.remove_file(&time_index_path).await;
+        let new_end = {
+            let mut st = self.inner.state.borrow_mut();
+            let segment_bytes = st.config.segment_bytes;
+            let preallocate = st.config.preallocate;
+            let segment = &mut st.segments[keep];
+            segment.meta = meta;
+            segment.flushed = segment.meta.size;
+            segment.tail_block = tail;
+            segment.sealed = false;
+            segment.finished = false;
+            let new_end = segment.meta.next_offset;
+            let mut evicted = 0;
+            while st.cache.back().is_some_and(|c| c.last_offset >= new_end) {
+                evicted += st.cache.pop_back().expect("checked").bytes.len();
+            }
+            st.unflushed_from = st.cache.len();
+            st.log_end_offset = new_end;
+            st.written_offset = new_end;
+            st.durable_offset = new_end;
+            st.durable_wanted = st.durable_wanted.min(new_end);
+            st.log_start_offset = st.log_start_offset.min(new_end);
+            self.inner.shard.note_evicted(evicted);
+            drop(st);
+            if preallocate {
+                file.preallocate(segment_bytes).await.map_err(io_err)?;
+            }
+            new_end
+        };
+        let recovery_point = self.inner.state.borrow().recoverable_offset();
+        write_recovery_point(&storage, &self.inner.dir, recovery_point).await.map_err(io_err)?;
+        self.inner.wake_all();
+        Ok(new_end)
+    }
+
+    /// Flushes and syncs everything, trims the active segment, writes its
+    /// indexes and the recovery point, and closes the files. Later appends
+    /// get [`AppendError::Closed`]; a reopen scans nothing.
+    pub async fn close(&self) -> Result<(), AppendError> {
+        let flushed = self.flush(Durability::Durable).await;
+        let io_err = |e: io::Error| AppendError::Io(Rc::new(e));
+        let (segments, active) = {
+            let mut st = self.inner.state.borrow_mut();
+            if st.closed {
+                return Ok(());
+            }
+            st.closed = true;
+            let active = st.segments.back_mut().expect("active segment");
+            active.meta.finish_time_index();
+            let active = (
+                active.file.clone(),
+                active.meta.size,
+                active.index_path(),
+                active.meta.offset_index.to_bytes(),
+                active.time_index_path(),
+                active.meta.time_index.to_bytes(),
+            );
+            let files: Vec<_> = st.segments.iter().map(|s| s.file.clone()).collect();
+            (files, active)
+        };
+        self.inner.shard.forget(&self.inner);
+        self.inner.wake_all();
+        if flushed.is_ok() {
+            let storage = &self.inner.shard.storage;
+            let (file, size, index_path, index, time_index_path, time_index) = active;
+            file.truncate(size).await.map_err(io_err)?;
+            file.fdatasync().await.map_err(io_err)?;
+            write_file_atomic(storage, &index_path, &index).await.map_err(io_err)?;
+            write_file_atomic(storage, &time_index_path, &time_index).await.map_err(io_err)?;
+            let log_end_offset = self.log_end_offset();
+            write_recovery_point(storage, &self.inner.dir, log_end_offset).await.map_err(io_err)?;
+        }
+        for file in segments {
+            let _ = file.close().await;
+        }
+        let evicted: usize = {
+            let mut st = self.inner.state.borrow_mut();
+            let bytes = st.cache.iter().map(|c| c.bytes.len()).sum();
+            st.cache.clear();
+            st.unflushed_from = 0;
+            bytes
+        };
+        self.inner.shard.note_evicted(evicted);
+        flushed
+    }
+
+    /// Closes the log and removes its directory (topic deletion).
+    pub async fn delete(&self) -> io::Result<()> {
+        let _ = self.close().await;
+        self.inner.shard.storage.remove_dir_all(&self.inner.dir).await
+    }
+}
+
+/// Reads `len` bytes at any position through aligned reads.
+async fn read_exact<S: Storage>(file: &S::File, position: u64, len: usize) -> io::Result<Vec<u8>> {
+    if len == 0 {
+        return Ok(Vec::new());
+    }
+    let alignment = file.alignment();
+    let start = align_down(position, alignment);
+    let end = align_up(position + len as u64, alignment);
+    let buf = file.read_at(start, (end - start) as usize).await?;
+    let from = (position - start) as usize;
+    if buf.len() < from + len {
+        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "segment shorter than expected"));
+    }
+    Ok(buf[from..from + len].to_vec())
+}
+
+/// Collects whole batches of one segment file into `read`, starting the
+/// scan at `position` (a batch boundary at or before `offset`) and never
+/// reading at or past `end` (the bytes written to the device).
+async fn read_segment<S: Storage>(
+    file: &Rc<S::File>,
+    mut position: u64,
+    end: u64,
+    offset: i64,
+    max_offset: i64,
+    max_bytes: usize,
+    read: &mut ReadBatches<ReadBufOf<S>>,
+) -> Result<(), ReadError> {
+    const WINDOW_BYTES_MIN: u64 = 64 << 10;
+    const WINDOW_BYTES_MAX: u64 = 8 << 20;
+    let alignment = file.alignment();
+    let mut window = (max_bytes as u64).clamp(WINDOW_BYTES_MIN, WINDOW_BYTES_MAX);
+    // Each pass either returns or moves forward; bound them anyway.
+    for _ in 0..1024 {
+        if position >= end {
+            return Ok(());
+        }
+        let start = align_down(position, alignment);
+        let stop = align_up((position + window).min(end), alignment);
+        let buf = file.read_at(start, (stop - start) as usize).await?;
+        let valid = (buf.len() as u64).min(end - start) as usize;
+        let mut at = (position - start) as usize;
+        let mut grow = false;
+        while at + HEADER_BYTES <= valid {
+            let Ok(header) = BatchHeader::parse(&buf[at..valid]) else { return Ok(()) };
+            if header.batch_length < (HEADER_BYTES - batch::LOG_OVERHEAD_BYTES) as i32 {
+                return Ok(());
+            }
+            let size = header.size();
+            if at + size > valid {
+                if start + (at + size) as u64 > end {
+                    // Announced past the written end: nothing more to read.
+                    return Ok(());
+                }
+                // The batch is larger than what is left of the window.
+                window = window.max(size as u64 + alignment as u64);
+                grow = true;
+                break;
+            }
+            if header.last_offset() >= offset {
+                if header.base_offset >= max_offset || (!read.chunks.is_empty() && read.bytes + size > max_bytes) {
+                    return Ok(());
+                }
+                read.chunks.push(Chunk::Disk(S::File::slice(&buf, at, size)));
+                read.bytes += size;
+                read.next_offset = header.last_offset() + 1;
+            }
+            at += size;
+            position = start + at as u64;
+        }
+        if !read.chunks.is_empty() || !grow && start + valid as u64 >= end {
+            return Ok(());
+        }
+        if !grow && at + HEADER_BYTES > valid && valid < buf.len().min((stop - start) as usize) {
+            return Ok(());
+        }
+    }
+    Ok(())
+}

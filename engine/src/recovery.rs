@@ -1,0 +1,203 @@
+//! Opening a partition log: find its segments, trust what the recovery
+//! point vouches for, and check everything after it batch by batch
+//! (Kafka's `LogLoader`).
+//!
+//! Rules, in order:
+//! - Stray `*.tmp` files (an interrupted index or checkpoint write) are removed.
+//! - A segment wholly below the recovery point is trusted: its indexes are
+//!   loaded, or rebuilt by a scan if missing or damaged.
+//! - The last segment is trusted if its indexes load and a scan from its
+//!   last index entry ends exactly at the end of the file and at the
+//!   recovery point (a clean shutdown); otherwise it is scanned whole.
+//! - A scan checks every batch's length, magic, CRC-32C, record count and
+//!   offset order and stops at the first bad one: the file is truncated
+//!   there and every later segment is deleted, since nothing after a torn
+//!   or corrupt batch was ever acknowledged as durable.
+//! - The last segment becomes the active one; its last partial block is read
+//!   back into memory to be rewritten whole on the next flush.
+
+use std::collections::VecDeque;
+use std::io;
+use std::path::Path;
+use std::rc::Rc;
+
+use crate::config::LogConfig;
+use crate::index::{OffsetIndex, TimeIndex};
+use crate::io::{align_down, read_file, OpenMode, Storage, StorageFile};
+use crate::log::{parse_recovery_point, write_recovery_point, LogState, RECOVERY_POINT_FILE};
+use crate::segment::{parse_segment_file_name, scan, scan_from, segment_file_name, ScanStop, Segment, SegmentMeta};
+use crate::shard::Shard;
+
+/// Loads indexes of a trusted segment, or `None` if they must be rebuilt.
+async fn load_indexes<S: Storage>(storage: &S, log_path: &Path, base_offset: i64, size: u64) -> Option<SegmentMeta> {
+    let index = read_file(storage, &log_path.with_extension("index")).await.ok()?;
+    let time_index = read_file(storage, &log_path.with_extension("timeindex")).await.ok()?;
+    let offset_index = OffsetIndex::from_bytes(&index, size).ok()?;
+    let time_index = TimeIndex::from_bytes(&time_index).ok()?;
+    if size > 0 && offset_index.is_empty() {
+        return None;
+    }
+    let mut meta = SegmentMeta::new(base_offset);
+    meta.size = size;
+    meta.max_timestamp = time_index.max_timestamp().unwrap_or(-1);
+    meta.offset_index = offset_index;
+    meta.time_index = time_index;
+    Some(meta)
+}
+
+pub(crate) async fn load<S: Storage>(shard: &Rc<Shard<S>>, dir: &Path, config: LogConfig) -> io::Result<LogState<S>> {
+    let storage = &shard.storage;
+    storage.create_dir_all(dir).await?;
+    let recovery_point = match read_file(storage, &dir.join(RECOVERY_POINT_FILE)).await {
+        Ok(bytes) => parse_recovery_point(&bytes).unwrap_or(i64::MIN),
+        Err(_) => i64::MIN,
+    };
+    let mut bases = Vec::new();
+    for path in storage.list_dir(dir).await? {
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        if name.ends_with(".tmp") {
+            storage.remove_file(&path).await?;
+            continue;
+        }
+        if let Some((base, extension)) = parse_segment_file_name(&path) {
+            if extension == "log" {
+                bases.push(base);
+            }
+        }
+    }
+    bases.sort_unstable();
+    let now_ms = shard.clock.now_ms();
+    let interval = config.index_interval_bytes;
+    let mut segments: VecDeque<Segment<S::File>> = VecDeque::new();
+    let mut changed = false;
+    for (i, &base) in bases.iter().enumerate() {
+        let log_path = dir.join(segment_file_name(base, "log"));
+        let file = storage.open(&log_path, OpenMode::Existing).await?;
+        let file_size = file.size().await?;
+        let is_last = i + 1 == bases.len();
+        let mut meta = None;
+        if let Some(&next_base) = bases.get(i + 1) {
+            if next_base <= recovery_point {
+                meta = load_indexes(storage, &log_path, base, file_size).await.map(|mut m| {
+                    m.next_offset = next_base;
+                    m
+                });
+            }
+        } else if recovery_point >= base {
+            // Clean shutdown check: scan only after the last index entry.
+            if let Some(mut loaded) = load_indexes(storage, &log_path, base, file_size).await {
+                let (last_relative, last_position) = loaded.offset_index.last().unwrap_or((0, 0));
+                loaded.size = u64::from(last_position);
+                loaded.next_offset = base + i64::from(last_relative);
+                loaded.bytes_since_index = 0;
+                let tail = scan_from::<S>(&file, loaded, file_size, interval).await?;
+                if tail.stop == ScanStop::End && tail.meta.size == file_size && tail.meta.next_offset == recovery_point {
+                    meta = Some(tail.meta);
+                }
+            }
+        }
+        let meta = match meta {
+            Some(meta) => meta,
+            None => {
+                let scanned = scan::<S>(&file, base, file_size, interval).await?;
+                match &scanned.stop {
+                    ScanStop::End => {}
+                    stop => {
+                        tracing::warn!(
+                            log = %dir.display(),
+                            segment = base,
+                            valid_bytes = scanned.meta.size,
+                            ?stop,
+                            "truncating log at the first bad batch"
+                        );
+                    }
+                }
+                let truncated = scanned.meta.size < file_size;
+                if truncated {
+                    file.truncate(scanned.meta.size).await?;
+                    file.fdatasync().await?;
+                    changed = true;
+                }
+                if scanned.stop != ScanStop::End {
+                    // Nothing after a bad batch can be trusted.
+                    for &later in &bases[i + 1..] {
+                        for extension in ["log", "index", "timeindex"] {
+                            let _ = storage.remove_file(&dir.join(segment_file_name(later, extension))).await;
+                        }
+                    }
+                    let mut segment = Segment::new(scanned.meta, file, log_path, now_ms);
+                    segment.finished = false;
+                    segments.push_back(segment);
+                    changed = true;
+                    break;
+                }
+                scanned.meta
+            }
+        };
+        let mut segment = Segment::new(meta, file, log_path, now_ms);
+        if !is_last {
+            segment.sealed = true;
+            segment.finished = true;
+        }
+        segments.push_back(segment);
+    }
+    if segments.is_empty() {
+        let log_path = dir.join(segment_file_name(0, "log"));
+        let file = storage.open(&log_path, OpenMode::CreateNew).await?;
+        segments.push_back(Segment::new(SegmentMeta::new(0), file, log_path, now_ms));
+        changed = true;
+    }
+    // The last segment is the active one again.
+    let active = segments.back_mut().expect("at least one segment");
+    active.sealed = false;
+    active.finished = false;
+    if active.file.size().await? != active.meta.size {
+        active.file.truncate(active.meta.size).await?;
+        changed = true;
+    }
+    if config.preallocate {
+        active.file.preallocate(config.segment_bytes).await?;
+    }
+    let alignment = active.file.alignment();
+    let tail_start = align_down(active.meta.size, alignment);
+    let tail_len = (active.meta.size - tail_start) as usize;
+    if tail_len > 0 {
+        let buf = active.file.read_at(tail_start, alignment).await?;
+        if buf.len() < tail_len {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "active segment shorter than its scan"));
+        }
+        active.tail_block = buf[..tail_len].to_vec();
+    }
+    active.flushed = active.meta.size;
+    let log_end_offset = active.meta.next_offset;
+    let log_start_offset = segments.front().expect("at least one segment").base_offset();
+    // What was read back is now made durable before the recovery point says so.
+    for segment in &segments {
+        if changed {
+            segment.file.fdatasync().await?;
+        }
+    }
+    if changed || recovery_point != log_end_offset {
+        let recoverable = segments.back().map(|s| s.base_offset()).unwrap_or(0).min(log_end_offset);
+        // Sealed segments are finished; the active one is rescanned after a crash.
+        let point = if changed { recoverable } else { recovery_point.min(log_end_offset).max(recoverable) };
+        write_recovery_point(storage, dir, point).await?;
+    }
+    Ok(LogState {
+        config,
+        segments,
+        log_start_offset,
+        log_end_offset,
+        written_offset: log_end_offset,
+        durable_offset: log_end_offset,
+        durable_wanted: log_end_offset,
+        cache: VecDeque::new(),
+        unflushed_from: 0,
+        unflushed_bytes: 0,
+        poisoned: None,
+        flushing: false,
+        rolling: false,
+        closed: false,
+        dirty: false,
+    })
+}

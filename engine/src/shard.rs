@@ -1,0 +1,308 @@
+//! The per-shard engine: the logs one core owns, the flusher that writes
+//! them, the write-behind budget and the tail cache budget.
+//!
+//! Lifecycle: [`Engine::start`] runs on the shard's glommio executor, spawns
+//! the flusher task there, and everything it hands out ([`Log`]s) lives and
+//! dies on that executor. [`Engine::shutdown`] closes every open log.
+//!
+//! The flusher waits for a log to become dirty, lingers up to
+//! `flush_linger_us` unless `flush_bytes` are already staged, and then runs
+//! one flush round on every dirty log at once; appends that arrive during a
+//! round are written by the next one, so a busy shard batches naturally
+//! and an fdatasync covers every request that came in meanwhile.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::rc::{Rc, Weak};
+use std::task::{Poll, Waker};
+use std::time::Duration;
+
+use crate::clock::Clock;
+use crate::config::{EngineConfig, LogConfig};
+use crate::error::OpenError;
+use crate::io::Storage;
+use crate::log::{join_all, Log, LogInner};
+use crate::recovery;
+
+/// Counters a shard keeps about its write path (exported as metrics).
+#[derive(Debug, Default, Clone)]
+pub struct EngineStats {
+    pub writes: u64,
+    pub write_rounds: u64,
+    pub write_time_us_total: u64,
+    pub fsyncs: u64,
+    pub fsync_time_us_total: u64,
+    pub fsync_time_us_max: u64,
+}
+
+impl EngineStats {
+    pub(crate) fn note_write(&mut self, pieces: usize, elapsed: Duration) {
+        self.writes += pieces as u64;
+        self.write_rounds += 1;
+        self.write_time_us_total += elapsed.as_micros() as u64;
+    }
+
+    pub(crate) fn note_fsync(&mut self, elapsed: Duration) {
+        let us = elapsed.as_micros() as u64;
+        self.fsyncs += 1;
+        self.fsync_time_us_total += us;
+        self.fsync_time_us_max = self.fsync_time_us_max.max(us);
+    }
+}
+
+pub(crate) struct Shard<S: Storage> {
+    pub storage: S,
+    pub config: EngineConfig,
+    pub clock: Rc<dyn Clock>,
+    pub stats: RefCell<EngineStats>,
+    dirty: RefCell<VecDeque<Rc<LogInner<S>>>>,
+    flusher_waker: RefCell<Option<Waker>>,
+    capacity_wakers: RefCell<Vec<Waker>>,
+    logs: RefCell<Vec<Weak<LogInner<S>>>>,
+    /// Appended bytes not yet handed to a write.
+    staged_bytes: Cell<usize>,
+    cache_bytes: Cell<usize>,
+    seq: Cell<u64>,
+    stopping: Cell<bool>,
+}
+
+impl<S: Storage> Shard<S> {
+    pub fn next_seq(&self) -> u64 {
+        let seq = self.seq.get() + 1;
+        self.seq.set(seq);
+        seq
+    }
+
+    pub fn note_appended(&self, bytes: usize) {
+        self.staged_bytes.set(self.staged_bytes.get() + bytes);
+        self.cache_bytes.set(self.cache_bytes.get() + bytes);
+    }
+
+    pub fn note_handed_to_write(&self, bytes: usize) {
+        self.staged_bytes.set(self.staged_bytes.get().saturating_sub(bytes));
+        if self.staged_bytes.get() < self.config.write_behind_bytes_max {
+            for waker in std::mem::take(&mut *self.capacity_wakers.borrow_mut()) {
+                waker.wake();
+            }
+        }
+    }
+
+    pub fn note_evicted(&self, bytes: usize) {
+        self.cache_bytes.set(self.cache_bytes.get().saturating_sub(bytes));
+    }
+
+    pub fn mark_dirty(&self, log: &Rc<LogInner<S>>) {
+        {
+            let Ok(mut st) = log.state.try_borrow_mut() else {
+                // Borrowed by the caller, which sets the flag itself.
+                self.dirty.borrow_mut().push_back(log.clone());
+                self.wake_flusher();
+                return;
+            };
+            if st.dirty {
+                return;
+            }
+            st.dirty = true;
+        }
+        self.dirty.borrow_mut().push_back(log.clone());
+        self.wake_flusher();
+    }
+
+    fn wake_flusher(&self) {
+        if let Some(waker) = self.flusher_waker.borrow_mut().take() {
+            waker.wake();
+        }
+    }
+
+    /// Appends wait here while more than `write_behind_bytes_max` bytes are
+    /// staged on the shard, so a fast producer cannot outrun the disk
+    /// without bound.
+    pub async fn wait_for_write_capacity(&self) {
+        std::future::poll_fn(|cx| {
+            if self.staged_bytes.get() < self.config.write_behind_bytes_max || self.stopping.get() {
+                Poll::Ready(())
+            } else {
+                self.capacity_wakers.borrow_mut().push(cx.waker().clone());
+                Poll::Pending
+            }
+        })
+        .await
+    }
+
+    /// Drops the oldest written batches from the tail caches of this
+    /// shard's logs until the cache is under its budget.
+    pub fn evict_if_needed(&self) {
+        let max = self.config.cache_bytes_max;
+        if self.cache_bytes.get() <= max {
+            return;
+        }
+        let low_water = max - max / 8;
+        let logs: Vec<Rc<LogInner<S>>> = {
+            let mut logs = self.logs.borrow_mut();
+            logs.retain(|l| l.strong_count() > 0);
+            logs.iter().filter_map(Weak::upgrade).collect()
+        };
+        // Bounded: each pass evicts from the log holding the oldest batch.
+        for _ in 0..logs.len() * 4 + 16 {
+            if self.cache_bytes.get() <= low_water {
+                return;
+            }
+            let oldest = logs
+                .iter()
+                .filter_map(|l| {
+                    let st = l.state.try_borrow().ok()?;
+                    (st.unflushed_from > 0).then(|| (st.cache.front().map(|c| c.seq).unwrap_or(u64::MAX), l))
+                })
+                .min_by_key(|(seq, _)| *seq);
+            let Some((_, log)) = oldest else { return };
+            let Ok(mut st) = log.state.try_borrow_mut() else { return };
+            let mut evicted = 0usize;
+            let budget = self.cache_bytes.get() - low_water;
+            while st.unflushed_from > 0 && evicted < budget {
+                let segment_flushed = {
+                    let front = st.cache.front().expect("unflushed_from > 0");
+                    let end = front.position + front.bytes.len() as u64;
+                    st.segments.iter().any(|s| s.base_offset() == front.segment_base && s.flushed >= end)
+                };
+                if !segment_flushed {
+                    break;
+                }
+                let cached = st.cache.pop_front().expect("checked");
+                st.unflushed_from -= 1;
+                evicted += cached.bytes.len();
+            }
+            drop(st);
+            if evicted == 0 {
+                return;
+            }
+            self.note_evicted(evicted);
+        }
+    }
+
+    pub fn forget(&self, log: &Rc<LogInner<S>>) {
+        self.logs.borrow_mut().retain(|l| !std::ptr::eq(l.as_ptr(), Rc::as_ptr(log)));
+    }
+
+    async fn run_flusher(self: Rc<Self>) {
+        loop {
+            std::future::poll_fn(|cx| {
+                if !self.dirty.borrow().is_empty() || self.stopping.get() {
+                    Poll::Ready(())
+                } else {
+                    *self.flusher_waker.borrow_mut() = Some(cx.waker().clone());
+                    Poll::Pending
+                }
+            })
+            .await;
+            if self.stopping.get() && self.dirty.borrow().is_empty() {
+                return;
+            }
+            let linger = self.config.flush_linger_us;
+            if linger > 0 && self.staged_bytes.get() < self.config.flush_bytes {
+                glommio::timer::sleep(Duration::from_micros(linger)).await;
+            }
+            let logs: Vec<_> = self.dirty.borrow_mut().drain(..).collect();
+            let rounds: Vec<_> = logs.iter().map(|log| log.flush_round()).collect();
+            join_all(rounds).await;
+            self.evict_if_needed();
+        }
+    }
+}
+
+/// One shard's storage engine. Create with [`Engine::start`] on the shard's
+/// executor; not `Send`.
+pub struct Engine<S: Storage> {
+    shard: Rc<Shard<S>>,
+    flusher: RefCell<Option<glommio::task::JoinHandle<()>>>,
+}
+
+impl<S: Storage> std::fmt::Debug for Engine<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("config", &self.shard.config).finish()
+    }
+}
+
+impl<S: Storage> Engine<S> {
+    /// Prepares each data directory (see `io::dma` for why) and starts the
+    /// flusher on the current glommio executor.
+    pub async fn start(storage: S, config: EngineConfig, clock: Rc<dyn Clock>, data_dirs: &[PathBuf]) -> std::io::Result<Self> {
+        for dir in data_dirs {
+            storage.prepare_dir(dir).await?;
+        }
+        let shard = Rc::new(Shard {
+            storage,
+            config,
+            clock,
+            stats: RefCell::new(EngineStats::default()),
+            dirty: RefCell::new(VecDeque::new()),
+            flusher_waker: RefCell::new(None),
+            capacity_wakers: RefCell::new(Vec::new()),
+            logs: RefCell::new(Vec::new()),
+            staged_bytes: Cell::new(0),
+            cache_bytes: Cell::new(0),
+            seq: Cell::new(0),
+            stopping: Cell::new(false),
+        });
+        let flusher = glommio::spawn_local(shard.clone().run_flusher()).detach();
+        Ok(Self { shard, flusher: RefCell::new(Some(flusher)) })
+    }
+
+    /// Opens (recovering if needed) or creates the log in `dir`.
+    pub async fn open_log(&self, dir: &Path, config: LogConfig) -> Result<Log<S>, OpenError> {
+        let state = recovery::load(&self.shard, dir, config)
+            .await
+            .map_err(|source| OpenError { dir: dir.to_path_buf(), source })?;
+        let inner = Rc::new(LogInner::new(dir.to_path_buf(), self.shard.clone(), state));
+        self.shard.logs.borrow_mut().push(Rc::downgrade(&inner));
+        Ok(Log { inner })
+    }
+
+    pub fn storage(&self) -> &S {
+        &self.shard.storage
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.shard.config
+    }
+
+    pub fn stats(&self) -> EngineStats {
+        self.shard.stats.borrow().clone()
+    }
+
+    /// Bytes held by the tail caches of this shard's logs.
+    pub fn cache_bytes(&self) -> usize {
+        self.shard.cache_bytes.get()
+    }
+
+    /// Closes every open log (flushing and syncing it) and stops the flusher.
+    pub async fn shutdown(&self) {
+        let logs: Vec<_> = self.shard.logs.borrow().iter().filter_map(Weak::upgrade).collect();
+        for inner in logs {
+            let log = Log { inner };
+            if let Err(e) = log.close().await {
+                tracing::warn!(log = %log.dir().display(), error = %e, "log did not close cleanly");
+            }
+        }
+        self.stop_flusher().await;
+    }
+
+    /// Stops the flusher without closing logs, like a process that dies:
+    /// for crash tests.
+    pub async fn abandon(&self) {
+        self.shard.dirty.borrow_mut().clear();
+        self.stop_flusher().await;
+    }
+
+    async fn stop_flusher(&self) {
+        self.shard.stopping.set(true);
+        self.shard.wake_flusher();
+        for waker in std::mem::take(&mut *self.shard.capacity_wakers.borrow_mut()) {
+            waker.wake();
+        }
+        let flusher = self.flusher.borrow_mut().take();
+        if let Some(flusher) = flusher {
+            flusher.await;
+        }
+    }
+}
