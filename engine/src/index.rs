@@ -83,7 +83,7 @@ impl OffsetIndex {
 
     /// Parses an `.index` file and checks it against the segment it indexes.
     pub fn from_bytes(bytes: &[u8], segment_bytes: u64) -> Result<Self, IndexDamaged> {
-        if bytes.len() % OFFSET_ENTRY_BYTES != 0 {
+        if !bytes.len().is_multiple_of(OFFSET_ENTRY_BYTES) {
             return Err(IndexDamaged("size is not a multiple of 8"));
         }
         let mut index = Self::default();
@@ -160,7 +160,7 @@ impl TimeIndex {
     }
 
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, IndexDamaged> {
-        if bytes.len() % TIME_ENTRY_BYTES != 0 {
+        if !bytes.len().is_multiple_of(TIME_ENTRY_BYTES) {
             return Err(IndexDamaged("size is not a multiple of 12"));
         }
         let mut index = Self::default();

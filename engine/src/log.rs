@@ -962,7 +962,7 @@ impl<S: Storage> Log<S> {
         file.fdatasync().await.map_err(io_err)?;
         let _ = storage.remove_file(&index_path).await;
         let _ = storage.remove_file(&time_index_path).await;
-        let new_end = {
+        let (new_end, preallocate, segment_bytes) = {
             let mut st = self.inner.state.borrow_mut();
             let segment_bytes = st.config.segment_bytes;
             let preallocate = st.config.preallocate;
@@ -984,12 +984,11 @@ impl<S: Storage> Log<S> {
             st.durable_wanted = st.durable_wanted.min(new_end);
             st.log_start_offset = st.log_start_offset.min(new_end);
             self.inner.shard.note_evicted(evicted);
-            drop(st);
-            if preallocate {
-                file.preallocate(segment_bytes).await.map_err(io_err)?;
-            }
-            new_end
+            (new_end, preallocate, segment_bytes)
         };
+        if preallocate {
+            file.preallocate(segment_bytes).await.map_err(io_err)?;
+        }
         let recovery_point = self.inner.state.borrow().recoverable_offset();
         write_recovery_point(&storage, &self.inner.dir, recovery_point).await.map_err(io_err)?;
         self.inner.wake_all();

@@ -25,7 +25,7 @@ mod aligned;
 pub mod apply;
 pub mod checks;
 pub mod cpulist;
-// pub mod iotune;
+pub mod iotune;
 mod sysfs;
 pub mod units;
 

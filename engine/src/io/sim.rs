@@ -333,7 +333,7 @@ impl Deref for SimReadBuf {
 }
 
 fn check_aligned(pos: u64, len: usize) -> io::Result<()> {
-    if pos % SIM_ALIGNMENT as u64 != 0 || len % SIM_ALIGNMENT != 0 {
+    if !pos.is_multiple_of(SIM_ALIGNMENT as u64) || !len.is_multiple_of(SIM_ALIGNMENT) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             format!("misaligned O_DIRECT access: pos {pos} len {len}"),

@@ -368,7 +368,7 @@ pub fn check_direct_io(observation: &DataDirObservation) -> Check {
                 (Some(memory), Some(offset)) => {
                     format!("needs {memory}-byte memory and {offset}-byte offset alignment")
                 }
-                _ => "alignment not reported (statx DIOALIGN needs 6.1)".to_string(),
+                _ => "alignment not reported by the filesystem (statx DIOALIGN, Linux 6.1+)".to_string(),
             };
             match dio_offset_align {
                 Some(offset) if *offset as usize > DIRECT_IO_ALIGN => Check::fail(
