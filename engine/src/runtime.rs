@@ -17,9 +17,11 @@ use glommio::{LocalExecutorBuilder, Placement};
 /// from the heap, so this bounds only the fixed-buffer fast path.
 pub const IO_MEMORY_BYTES: usize = 512 << 10;
 
-/// Locked memory one executor needs: its registered buffers plus slack for
-/// the rings on kernels that still charge them to RLIMIT_MEMLOCK.
-pub const MEMLOCK_BYTES_PER_EXECUTOR: u64 = (IO_MEMORY_BYTES as u64) + (512 << 10);
+/// Locked memory one executor needs, measured here (pinion-tune's
+/// `memlock_model` test checks it against the kernel): glommio creates three
+/// rings per executor and registers the `io_memory` buffer with each, and
+/// each ring costs about 16 KiB.
+pub const MEMLOCK_BYTES_PER_EXECUTOR: u64 = 3 * (IO_MEMORY_BYTES as u64 + (16 << 10));
 
 /// Why an executor could not start.
 #[derive(Debug)]
@@ -59,11 +61,25 @@ pub fn memlock_limit_bytes() -> u64 {
     limit.rlim_cur
 }
 
+/// Whether this process may lock memory beyond RLIMIT_MEMLOCK (CAP_IPC_LOCK,
+/// as root usually has): then the limit is not charged at all.
+pub fn has_ipc_lock_capability() -> bool {
+    const CAP_IPC_LOCK: u32 = 14;
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else { return false };
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .is_some_and(|caps| caps & (1 << CAP_IPC_LOCK) != 0)
+}
+
 /// Checks that `executors` executors fit in the memlock limit.
 pub fn check_memlock(executors: usize) -> Result<(), StartError> {
     let need_bytes = MEMLOCK_BYTES_PER_EXECUTOR * executors as u64;
     let have_bytes = memlock_limit_bytes();
-    if have_bytes < need_bytes {
+    // glommio refuses to start below 512 KiB even with CAP_IPC_LOCK.
+    let floor = IO_MEMORY_BYTES as u64;
+    if have_bytes < floor || (have_bytes < need_bytes && !has_ipc_lock_capability()) {
         return Err(StartError::MemlockTooLow { have_bytes, need_bytes });
     }
     Ok(())
@@ -77,14 +93,29 @@ where
     Fut: std::future::Future<Output = T> + 'static,
     T: Send + 'static,
 {
+    spawn_executor(name, placement, make)?
+        .join()
+        .map_err(|e| StartError::Executor(format!("executor thread failed: {e:?}")))
+}
+
+/// Starts `make()`'s future on a new executor thread placed at `placement`
+/// and returns its handle without waiting.
+pub fn spawn_executor<F, Fut, T>(
+    name: &str,
+    placement: Placement,
+    make: F,
+) -> Result<glommio::ExecutorJoinHandle<T>, StartError>
+where
+    F: FnOnce() -> Fut + Send + Clone + 'static,
+    Fut: std::future::Future<Output = T> + 'static,
+    T: Send + 'static,
+{
     check_memlock(1)?;
     let mut last_error = String::new();
     for attempt in 0..20u64 {
         let builder = LocalExecutorBuilder::new(placement.clone()).name(name).io_memory(IO_MEMORY_BYTES);
         match builder.spawn(make.clone()) {
-            Ok(handle) => {
-                return handle.join().map_err(|e| StartError::Executor(format!("executor thread failed: {e:?}")));
-            }
+            Ok(handle) => return Ok(handle),
             Err(e) => {
                 last_error = e.to_string();
                 std::thread::sleep(Duration::from_millis(25 * (attempt + 1)));
@@ -92,4 +123,29 @@ where
         }
     }
     Err(StartError::Executor(last_error))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn too_low_memlock_is_one_line_with_the_remedy() {
+        let err = StartError::MemlockTooLow { have_bytes: 64 << 10, need_bytes: 2 << 20 };
+        let line = err.to_string();
+        assert!(!line.contains('\n'));
+        assert!(line.contains("64 KiB"), "{line}");
+        assert!(line.contains("2048 KiB"), "{line}");
+        assert!(line.contains("ulimit -l 2048"), "{line}");
+    }
+
+    #[test]
+    fn memlock_check_matches_the_limit() {
+        let limit = memlock_limit_bytes();
+        let fits = (limit / MEMLOCK_BYTES_PER_EXECUTOR) as usize;
+        assert!(check_memlock(fits.min(1 << 20)).is_ok());
+        if limit != u64::MAX && !has_ipc_lock_capability() {
+            assert!(matches!(check_memlock(fits + 1), Err(StartError::MemlockTooLow { .. })));
+        }
+    }
 }

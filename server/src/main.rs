@@ -1,16 +1,57 @@
-//! `pinion`: the broker binary. The Kafka listener is built in the broker
-//! issue; until then this binary says so plainly instead of pretending.
+//! `pinion`: the broker binary.
 
-fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("--version") | Some("-V") => println!("pinion {}", env!("CARGO_PKG_VERSION")),
-        _ => {
-            eprintln!(
-                "pinion: the Kafka listener (`pinion serve`) is not built yet; \
-                 the storage engine can be exercised with `cargo run --release -p pinion-bench -- engine`"
-            );
-            std::process::exit(2);
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+
+use pinion_server::broker;
+use pinion_server::config::{ServeArgs, ServerConfig};
+
+#[derive(Debug, Parser)]
+#[command(name = "pinion", version, about = "A Kafka-compatible broker on a thread-per-core io_uring storage engine")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Start the broker. Options come from --config FILE (TOML, snake_case
+    /// keys) and are overridden by these flags.
+    Serve(ServeArgs),
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => {
+            let config = match ServerConfig::load(&args) {
+                Ok(config) => config,
+                Err(e) => {
+                    eprintln!("pinion: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let stop = Arc::new(AtomicBool::new(false));
+            for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+                if let Err(e) = signal_hook::flag::register(signal, stop.clone()) {
+                    eprintln!("pinion: cannot handle signal {signal}: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+            match broker::run(config, stop) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("pinion: {e}");
+                    ExitCode::FAILURE
+                }
+            }
         }
     }
 }

@@ -25,6 +25,24 @@ use super::{OpenMode, Storage, StorageFile};
 pub const DEVICE_PROBE_FILE: &str = ".pinion-device-probe";
 const DEVICE_PROBE_BYTES: usize = 4096;
 
+/// Creates the non-empty probe file in `dir` if it is missing, atomically
+/// (temp file and rename), so that several shards starting at once never
+/// see it empty. Returns its path.
+pub fn ensure_probe_file(dir: &Path) -> io::Result<PathBuf> {
+    std::fs::create_dir_all(dir)?;
+    let probe = dir.join(DEVICE_PROBE_FILE);
+    let complete = std::fs::metadata(&probe).map(|m| m.len() >= DEVICE_PROBE_BYTES as u64).unwrap_or(false);
+    if !complete {
+        // A plain buffered write: this file must be non-empty before
+        // glommio sees any DMA file on the device.
+        let tmp = dir.join(format!("{DEVICE_PROBE_FILE}.{}.tmp", std::process::id()));
+        std::fs::write(&tmp, vec![0x70u8; DEVICE_PROBE_BYTES])?;
+        std::fs::File::open(&tmp)?.sync_all()?;
+        std::fs::rename(&tmp, &probe)?;
+    }
+    Ok(probe)
+}
+
 /// glommio DMA files. Cheap to clone; holds no state.
 #[derive(Debug, Clone, Default)]
 pub struct DmaStorage;
@@ -47,15 +65,7 @@ impl Storage for DmaStorage {
     type File = DmaSegmentFile;
 
     async fn prepare_dir(&self, dir: &Path) -> io::Result<()> {
-        std::fs::create_dir_all(dir)?;
-        let probe = dir.join(DEVICE_PROBE_FILE);
-        let fresh = std::fs::metadata(&probe).map(|m| m.len() < DEVICE_PROBE_BYTES as u64).unwrap_or(true);
-        if fresh {
-            // A plain buffered write: this file must be non-empty before
-            // glommio sees any DMA file on the device.
-            std::fs::write(&probe, vec![0x70u8; DEVICE_PROBE_BYTES])?;
-            std::fs::File::open(&probe)?.sync_all()?;
-        }
+        let probe = ensure_probe_file(dir)?;
         let file = OpenOptions::new().read(true).dma_open(&probe).await.map_err(into_io)?;
         let read = file.read_at_aligned(0, DEVICE_PROBE_BYTES).await.map_err(into_io);
         file.close().await.map_err(into_io)?;

@@ -1,0 +1,138 @@
+//! DescribeConfigs and IncrementalAlterConfigs for topic configs
+//! (`retention.ms`, `retention.bytes`, `segment.bytes`, `segment.ms`,
+//! `cleanup.policy`, `message.timestamp.type`, `max.message.bytes`,
+//! `index.interval.bytes`). Broker resources are described read-only.
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::describe_configs_response::{DescribeConfigsResourceResult, DescribeConfigsResult};
+use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
+use kafka_protocol::messages::{
+    DescribeConfigsRequest, DescribeConfigsResponse, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
+};
+
+use super::{decode, respond, str_bytes, Outcome};
+use crate::errors::ErrorCode;
+use crate::mesh::ControllerRequest;
+use crate::net::frame::Request;
+use crate::shard::ShardContext;
+use crate::topics::{config_value, validate_topic_name, TOPIC_CONFIG_KEYS};
+
+const RESOURCE_TOPIC: i8 = 2;
+const RESOURCE_BROKER: i8 = 4;
+/// config_source values: 1 topic override, 5 broker default.
+const SOURCE_TOPIC: i8 = 1;
+const SOURCE_DEFAULT: i8 = 5;
+/// config_type values (v3+): 3 INT, 5 LONG, 2 STRING.
+fn config_type(key: &str) -> i8 {
+    match key {
+        "cleanup.policy" | "message.timestamp.type" => 2,
+        "max.message.bytes" | "segment.bytes" | "index.interval.bytes" => 3,
+        _ => 5,
+    }
+}
+
+pub fn describe(ctx: &Rc<ShardContext>, request: &Request) -> Outcome {
+    let body: DescribeConfigsRequest = match decode(request) {
+        Ok(body) => body,
+        Err(outcome) => return outcome,
+    };
+    let defaults = ctx.config.default_log_config();
+    let mut results = Vec::with_capacity(body.resources.len());
+    for resource in &body.resources {
+        let name = resource.resource_name.to_string();
+        let mut result = DescribeConfigsResult::default().with_resource_type(resource.resource_type).with_resource_name(resource.resource_name.clone());
+        let overrides = match resource.resource_type {
+            RESOURCE_TOPIC => match ctx.topics.borrow().get(&name) {
+                Some(meta) => Some(meta.configs.clone()),
+                None => {
+                    let code = if validate_topic_name(&name).is_err() { ErrorCode::InvalidTopicException } else { ErrorCode::UnknownTopicOrPartition };
+                    result.error_code = code.code();
+                    result.error_message = Some(str_bytes(&format!("topic {name} does not exist")));
+                    None
+                }
+            },
+            RESOURCE_BROKER => Some(Default::default()),
+            other => {
+                result.error_code = ErrorCode::InvalidRequest.code();
+                result.error_message = Some(str_bytes(&format!("resource type {other} is not supported")));
+                None
+            }
+        };
+        if let Some(overrides) = overrides {
+            let keys = resource.configuration_keys.as_ref();
+            for key in TOPIC_CONFIG_KEYS {
+                if keys.is_some_and(|keys| !keys.iter().any(|k| k.as_str() == key.name)) {
+                    continue;
+                }
+                let Some((value, is_default)) = config_value(&defaults, &overrides, key.name) else { continue };
+                let mut entry = DescribeConfigsResourceResult::default()
+                    .with_name(str_bytes(key.name))
+                    .with_value(Some(str_bytes(&value)))
+                    .with_read_only(resource.resource_type == RESOURCE_BROKER)
+                    .with_config_source(if is_default { SOURCE_DEFAULT } else { SOURCE_TOPIC });
+                if request.api_version >= 3 {
+                    entry.config_type = config_type(key.name);
+                    if body.include_documentation {
+                        entry.documentation = Some(str_bytes(key.doc));
+                    }
+                }
+                result.configs.push(entry);
+            }
+        }
+        results.push(result);
+    }
+    respond(request, &DescribeConfigsResponse::default().with_results(results))
+}
+
+pub async fn incremental_alter(ctx: &Rc<ShardContext>, request: &Request) -> Outcome {
+    let body: IncrementalAlterConfigsRequest = match decode(request) {
+        Ok(body) => body,
+        Err(outcome) => return outcome,
+    };
+    let mut responses = Vec::with_capacity(body.resources.len());
+    for resource in &body.resources {
+        let mut response = AlterConfigsResourceResponse::default()
+            .with_resource_type(resource.resource_type)
+            .with_resource_name(resource.resource_name.clone());
+        if resource.resource_type != RESOURCE_TOPIC {
+            response.error_code = ErrorCode::InvalidRequest.code();
+            response.error_message = Some(str_bytes("only topic configs can be altered"));
+            responses.push(response);
+            continue;
+        }
+        let mut set = Vec::new();
+        let mut delete = Vec::new();
+        let mut invalid = None;
+        for config in &resource.configs {
+            let name = config.name.to_string();
+            match config.config_operation {
+                0 => match &config.value {
+                    Some(value) => set.push((name, value.to_string())),
+                    None => invalid = Some(format!("SET of {name} needs a value")),
+                },
+                1 => delete.push(name),
+                op => invalid = Some(format!("operation {op} on {name} is not supported for these single-valued configs")),
+            }
+        }
+        if let Some(reason) = invalid {
+            response.error_code = ErrorCode::InvalidConfig.code();
+            response.error_message = Some(str_bytes(&reason));
+            responses.push(response);
+            continue;
+        }
+        let change = ControllerRequest::AlterConfigs {
+            topic: resource.resource_name.to_string(),
+            set,
+            delete,
+            validate_only: body.validate_only,
+        };
+        let outcome = ctx.request_change(change).await.into_iter().next();
+        if let Some(outcome) = outcome {
+            response.error_code = outcome.error_code;
+            response.error_message = outcome.message.as_deref().map(str_bytes);
+        }
+        responses.push(response);
+    }
+    respond(request, &IncrementalAlterConfigsResponse::default().with_responses(responses))
+}

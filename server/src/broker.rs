@@ -1,0 +1,207 @@
+//! Starting and stopping a broker.
+//!
+//! `run` starts one executor per shard, each pinned to a CPU, joined in a
+//! full channel mesh. Each shard starts its storage engine, opens the
+//! partitions placed on it, listens on the shared port (SO_REUSEPORT),
+//! serves forwarded work from the mesh, and enforces retention. On SIGTERM
+//! or SIGINT (the `stop` flag) every shard stops accepting, lets requests in
+//! flight finish for a moment, then closes its logs cleanly (flush,
+//! fdatasync, indexes, recovery point) so a restart scans nothing.
+
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use glommio::channels::channel_mesh::{Full, MeshBuilder, Receivers};
+use glommio::net::TcpListener;
+use glommio::Placement;
+
+use pinion_engine::io::dma::DmaStorage;
+use pinion_engine::runtime::{check_memlock, spawn_executor};
+use pinion_engine::{Engine, SystemClock};
+
+use crate::config::ServerConfig;
+use crate::mesh::{CoreRequest, CoreResponse, Envelope, Mesh};
+use crate::net::listener::accept_loop;
+use crate::shard::ShardContext;
+use crate::topics::TopicTable;
+
+/// Reads the cluster id, creating it on first start.
+fn cluster_id(config: &ServerConfig) -> Result<String, String> {
+    let dir = config.data_dir.join("__pinion");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let path = dir.join("cluster_id");
+    match std::fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => Ok(id.trim().to_string()),
+        _ => {
+            let id = uuid::Uuid::new_v4().simple().to_string();
+            std::fs::write(&path, &id).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            Ok(id)
+        }
+    }
+}
+
+/// CPUs shards are pinned to, in order.
+fn shard_cpus(count: usize) -> Vec<Placement> {
+    let online: Vec<usize> = glommio::CpuSet::online().map(|set| set.into_iter().map(|l| l.cpu).collect()).unwrap_or_default();
+    (0..count)
+        .map(|i| if online.is_empty() { Placement::Unbound } else { Placement::Fixed(online[i % online.len()]) })
+        .collect()
+}
+
+/// Runs the broker until `stop` is set. Returns a one-line reason on failure.
+pub fn run(mut config: ServerConfig, stop: Arc<AtomicBool>) -> Result<(), String> {
+    let shards = config.shard_count();
+    // Fixed here: inside a pinned shard, the available parallelism is 1.
+    config.cores = shards;
+    check_memlock(shards).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| format!("cannot create data dir {}: {e}", config.data_dir.display()))?;
+    let cluster_id = cluster_id(&config)?;
+    let table = TopicTable::load(&config.data_dir)?;
+    pinion_engine::io::dma::ensure_probe_file(&config.data_dir)
+        .map_err(|e| format!("cannot prepare data dir {}: {e}", config.data_dir.display()))?;
+    let mesh = (shards > 1).then(|| MeshBuilder::<Envelope, Full>::full(shards, 1024));
+    tracing::info!(shards, listen = %config.listen, data_dir = %config.data_dir.display(), "starting pinion");
+    let mut handles = Vec::new();
+    for (index, placement) in shard_cpus(shards).into_iter().enumerate() {
+        let config = config.clone();
+        let table = table.clone();
+        let mesh = mesh.clone();
+        let stop = stop.clone();
+        let cluster_id = cluster_id.clone();
+        let handle = spawn_executor(&format!("shard-{index}"), placement, move || async move {
+            let result = run_shard(config, cluster_id, table, mesh, stop.clone()).await;
+            if result.is_err() {
+                // One shard failing stops the others.
+                stop.store(true, Ordering::SeqCst);
+            }
+            result
+        })
+        .map_err(|e| e.to_string())?;
+        handles.push(handle);
+    }
+    let mut first_error = None;
+    for handle in handles {
+        let result = handle.join().map_err(|e| format!("shard thread failed: {e:?}")).and_then(|r| r);
+        if let Err(e) = result {
+            first_error.get_or_insert(e);
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => {
+            tracing::info!("pinion stopped cleanly");
+            Ok(())
+        }
+    }
+}
+
+async fn run_shard(
+    config: ServerConfig,
+    cluster_id: String,
+    table: TopicTable,
+    mesh: Option<MeshBuilder<Envelope, Full>>,
+    stop: Arc<AtomicBool>,
+) -> Result<(), String> {
+    let shard_count = config.shard_count();
+    let (senders, receivers) = match mesh {
+        Some(mesh) => {
+            let (senders, receivers) = mesh.join().await.map_err(|_| "cannot join the shard mesh".to_string())?;
+            (Some(senders), Some(receivers))
+        }
+        None => (None, None),
+    };
+    let shard_id = senders.as_ref().map(|s| s.peer_id()).unwrap_or(0);
+    let engine = Engine::start(DmaStorage, config.engine_config(), Rc::new(SystemClock), std::slice::from_ref(&config.data_dir))
+        .await
+        .map_err(|e| format!("shard {shard_id}: cannot start the storage engine in {}: {e}", config.data_dir.display()))?;
+    let listen = config.listen;
+    let ctx = Rc::new(ShardContext::new(config, cluster_id, engine, Mesh::new(shard_id, shard_count, senders), TopicTable::default()));
+    ctx.apply_topic_table(table).await;
+    if let Some(receivers) = receivers {
+        serve_mesh(ctx.clone(), receivers);
+    }
+    let listener = TcpListener::bind(listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    tracing::info!(shard = shard_id, %listen, partitions = ctx.partitions.borrow().len(), "shard ready");
+    let acceptor = glommio::spawn_local(accept_loop(ctx.clone(), listener));
+    let retention = glommio::spawn_local(retention_loop(ctx.clone()));
+    let metrics = match (shard_id, ctx.config.metrics_addr) {
+        (0, Some(addr)) => {
+            let listener = TcpListener::bind(addr).map_err(|e| format!("cannot serve metrics on {addr}: {e}"))?;
+            Some(glommio::spawn_local(crate::http::serve_metrics(ctx.clone(), listener)))
+        }
+        _ => None,
+    };
+    while !stop.load(Ordering::SeqCst) {
+        glommio::timer::sleep(Duration::from_millis(50)).await;
+    }
+    tracing::info!(shard = shard_id, "shutting down");
+    acceptor.cancel().await;
+    retention.cancel().await;
+    if let Some(metrics) = metrics {
+        metrics.cancel().await;
+    }
+    // Let requests already in flight finish before the logs close.
+    glommio::timer::sleep(Duration::from_millis(200)).await;
+    ctx.engine.shutdown().await;
+    ctx.mesh.fail_pending();
+    Ok(())
+}
+
+/// Serves work other shards send: each request runs as its own task.
+fn serve_mesh(ctx: Rc<ShardContext>, mut receivers: Receivers<Envelope>) {
+    for (_peer, receiver) in receivers.streams() {
+        let ctx = ctx.clone();
+        glommio::spawn_local(async move {
+            while let Some(envelope) = receiver.recv().await {
+                match envelope {
+                    Envelope::Request { id, from, request } => {
+                        tracing::debug!(shard = ctx.shard_id(), from, id, ?request, "mesh request");
+                        let ctx = ctx.clone();
+                        glommio::spawn_local(async move {
+                            let response: CoreResponse<bytes::Bytes> =
+                                ctx.execute(request).await.map_chunks(|chunk| match chunk {
+                                    pinion_engine::Chunk::Memory(bytes) => bytes,
+                                    pinion_engine::Chunk::Disk(read) => bytes::Bytes::copy_from_slice(&read),
+                                });
+                            ctx.mesh.answer(from, id, response).await;
+                        })
+                        .detach();
+                    }
+                    Envelope::Response { id, response } => ctx.mesh.deliver(id, response),
+                }
+            }
+        })
+        .detach();
+    }
+}
+
+/// Deletes segments past retention on this shard's logs, periodically.
+async fn retention_loop(ctx: Rc<ShardContext>) {
+    let interval = Duration::from_millis(ctx.config.log_retention_check_interval_ms.max(100));
+    loop {
+        glommio::timer::sleep(interval).await;
+        let logs: Vec<_> = ctx.partitions.borrow().values().cloned().collect();
+        for log in logs {
+            match log.enforce_retention().await {
+                Ok(outcome) if outcome.segments_deleted > 0 => {
+                    tracing::info!(log = %log.dir().display(), deleted = outcome.segments_deleted, bytes = outcome.bytes_deleted, "retention")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(log = %log.dir().display(), error = %e, "retention failed"),
+            }
+        }
+    }
+}
+
+/// Collects every shard's metrics text (for the metrics endpoint).
+pub async fn gather_metrics(ctx: &Rc<ShardContext>) -> String {
+    let mut text = String::from(crate::metrics::header());
+    for shard in 0..ctx.shard_count() {
+        if let CoreResponse::Metrics(lines) = ctx.call(shard, CoreRequest::Metrics).await {
+            text.push_str(&lines);
+        }
+    }
+    text
+}

@@ -1,0 +1,251 @@
+//! Broker configuration: embedded defaults, overridden by a TOML file
+//! (`--config FILE`), overridden by command-line flags. Every option is
+//! documented with its default in `pinion serve --help`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use serde::Deserialize;
+
+use pinion_engine::{EngineConfig, LogConfig, TimestampType};
+
+/// The effective configuration of a broker.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Where partition directories and broker metadata live.
+    pub data_dir: PathBuf,
+    /// Address every shard listens on (SO_REUSEPORT).
+    pub listen: SocketAddr,
+    /// host:port clients are told to connect to; defaults to `listen`.
+    pub advertised: Option<String>,
+    /// Shards (pinned executors); 0 means one per available core.
+    pub cores: usize,
+    /// Prometheus metrics endpoint; off when unset.
+    pub metrics_addr: Option<SocketAddr>,
+    /// This broker's node id in metadata responses.
+    pub node_id: i32,
+    /// Create unknown topics on first produce or metadata request.
+    pub auto_create_topics: bool,
+    /// Partitions of an auto-created topic (or of CreateTopics with -1).
+    pub num_partitions: i32,
+    /// Largest request frame accepted; larger ones close the connection.
+    pub socket_request_max_bytes: usize,
+    /// Requests one connection may have in flight before reading pauses.
+    pub connection_in_flight_max: usize,
+    /// Defaults for topic configs (`retention.ms` and friends).
+    pub log_retention_ms: i64,
+    pub log_retention_bytes: i64,
+    pub log_segment_bytes: u64,
+    pub log_segment_ms: i64,
+    pub message_max_bytes: usize,
+    /// How often each shard enforces retention.
+    pub log_retention_check_interval_ms: u64,
+    /// Engine write path: linger before a flush.
+    pub flush_linger_us: u64,
+    /// Tail cache per shard.
+    pub cache_bytes_max: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        let log = LogConfig::default();
+        let engine = EngineConfig::default();
+        Self {
+            data_dir: PathBuf::from("./data"),
+            listen: "127.0.0.1:9092".parse().expect("valid default address"),
+            advertised: None,
+            cores: 0,
+            metrics_addr: None,
+            node_id: 0,
+            auto_create_topics: true,
+            num_partitions: 1,
+            socket_request_max_bytes: 100 << 20,
+            connection_in_flight_max: 64,
+            log_retention_ms: log.retention_ms,
+            log_retention_bytes: log.retention_bytes,
+            log_segment_bytes: log.segment_bytes,
+            log_segment_ms: log.segment_ms,
+            message_max_bytes: log.max_message_bytes,
+            log_retention_check_interval_ms: 300_000,
+            flush_linger_us: engine.flush_linger_us,
+            cache_bytes_max: engine.cache_bytes_max,
+        }
+    }
+}
+
+/// Flags of `pinion serve`. Each overrides the config file.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServeArgs {
+    /// TOML file with any of the options below (snake_case keys).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Data directory [default: ./data]
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Listen address [default: 127.0.0.1:9092]
+    #[arg(long, value_name = "HOST:PORT")]
+    pub listen: Option<SocketAddr>,
+    /// Address advertised to clients in metadata [default: the listen address]
+    #[arg(long, value_name = "HOST:PORT")]
+    pub advertised: Option<String>,
+    /// Number of shards (pinned cores) [default: one per available core]
+    #[arg(long, value_name = "N")]
+    pub cores: Option<usize>,
+    /// Serve Prometheus metrics at http://HOST:PORT/metrics [default: off]
+    #[arg(long, value_name = "HOST:PORT")]
+    pub metrics_addr: Option<SocketAddr>,
+    /// Node id reported in metadata [default: 0]
+    #[arg(long, value_name = "ID")]
+    pub node_id: Option<i32>,
+    /// Create unknown topics on first use: true|false [default: true]
+    #[arg(long, value_name = "BOOL")]
+    pub auto_create_topics: Option<bool>,
+    /// Partitions of auto-created topics [default: 1]
+    #[arg(long, value_name = "N")]
+    pub num_partitions: Option<i32>,
+    /// Largest request frame in bytes [default: 104857600]
+    #[arg(long, value_name = "BYTES")]
+    pub socket_request_max_bytes: Option<usize>,
+    /// Default retention.ms of topics; -1 keeps forever [default: 604800000]
+    #[arg(long, value_name = "MS")]
+    pub log_retention_ms: Option<i64>,
+    /// Default retention.bytes of topics; -1 means no limit [default: -1]
+    #[arg(long, value_name = "BYTES")]
+    pub log_retention_bytes: Option<i64>,
+    /// Default segment.bytes of topics [default: 1073741824]
+    #[arg(long, value_name = "BYTES")]
+    pub log_segment_bytes: Option<u64>,
+    /// Default max.message.bytes of topics [default: 1048588]
+    #[arg(long, value_name = "BYTES")]
+    pub message_max_bytes: Option<usize>,
+    /// How often retention runs, in ms [default: 300000]
+    #[arg(long, value_name = "MS")]
+    pub log_retention_check_interval_ms: Option<u64>,
+    /// Flush linger of the write path in microseconds [default: 100]
+    #[arg(long, value_name = "US")]
+    pub flush_linger_us: Option<u64>,
+    /// Tail cache per shard in bytes [default: 268435456]
+    #[arg(long, value_name = "BYTES")]
+    pub cache_bytes_max: Option<usize>,
+}
+
+impl ServerConfig {
+    /// Defaults, then the file, then the flags.
+    pub fn load(args: &ServeArgs) -> Result<Self, String> {
+        let mut config = match &args.config {
+            Some(path) => Self::from_file(path)?,
+            None => Self::default(),
+        };
+        macro_rules! take {
+            ($($field:ident),*) => {$( if let Some(v) = args.$field.clone() { config.$field = v; } )*};
+        }
+        take!(data_dir, listen, cores, node_id, auto_create_topics, num_partitions, socket_request_max_bytes);
+        take!(log_retention_ms, log_retention_bytes, log_segment_bytes, message_max_bytes);
+        take!(log_retention_check_interval_ms, flush_linger_us, cache_bytes_max);
+        if args.advertised.is_some() {
+            config.advertised = args.advertised.clone();
+        }
+        if args.metrics_addr.is_some() {
+            config.metrics_addr = args.metrics_addr;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn from_file(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| format!("invalid config {}: {e}", path.display()))
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if self.num_partitions < 1 {
+            return Err(format!("num_partitions must be at least 1, got {}", self.num_partitions));
+        }
+        if self.socket_request_max_bytes < 1024 {
+            return Err("socket_request_max_bytes must be at least 1024".into());
+        }
+        if self.connection_in_flight_max == 0 {
+            return Err("connection_in_flight_max must be at least 1".into());
+        }
+        if let Some(advertised) = &self.advertised {
+            parse_host_port(advertised)?;
+        }
+        Ok(())
+    }
+
+    /// Shards to run: `cores`, or one per available core.
+    pub fn shard_count(&self) -> usize {
+        if self.cores > 0 {
+            self.cores
+        } else {
+            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+        }
+    }
+
+    /// host and port advertised to clients.
+    pub fn advertised_host_port(&self) -> (String, i32) {
+        match &self.advertised {
+            Some(text) => parse_host_port(text).expect("validated at load"),
+            None => (self.listen.ip().to_string(), i32::from(self.listen.port())),
+        }
+    }
+
+    /// Broker-wide defaults for topic configs.
+    pub fn default_log_config(&self) -> LogConfig {
+        LogConfig {
+            segment_bytes: self.log_segment_bytes,
+            segment_ms: self.log_segment_ms,
+            retention_ms: self.log_retention_ms,
+            retention_bytes: self.log_retention_bytes,
+            max_message_bytes: self.message_max_bytes,
+            message_timestamp_type: TimestampType::CreateTime,
+            ..LogConfig::default()
+        }
+    }
+
+    pub fn engine_config(&self) -> EngineConfig {
+        EngineConfig { flush_linger_us: self.flush_linger_us, cache_bytes_max: self.cache_bytes_max, ..EngineConfig::default() }
+    }
+}
+
+fn parse_host_port(text: &str) -> Result<(String, i32), String> {
+    let (host, port) = text.rsplit_once(':').ok_or_else(|| format!("expected HOST:PORT, got {text:?}"))?;
+    let port: u16 = port.parse().map_err(|_| format!("invalid port in {text:?}"))?;
+    if host.is_empty() {
+        return Err(format!("empty host in {text:?}"));
+    }
+    Ok((host.trim_matches(['[', ']']).to_string(), i32::from(port)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_file_which_overrides_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pinion.toml");
+        std::fs::write(&path, "num_partitions = 6\nlisten = \"127.0.0.1:19092\"\nauto_create_topics = false\n").unwrap();
+        let args = ServeArgs { config: Some(path), num_partitions: Some(3), ..ServeArgs::default() };
+        let config = ServerConfig::load(&args).unwrap();
+        assert_eq!(config.num_partitions, 3);
+        assert_eq!(config.listen.port(), 19092);
+        assert!(!config.auto_create_topics);
+        assert_eq!(config.data_dir, PathBuf::from("./data"));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_clear_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, "num_partitons = 6\n").unwrap();
+        let err = ServerConfig::load(&ServeArgs { config: Some(path), ..ServeArgs::default() }).unwrap_err();
+        assert!(err.contains("num_partitons"), "{err}");
+        let err = ServerConfig::load(&ServeArgs { num_partitions: Some(0), ..ServeArgs::default() }).unwrap_err();
+        assert!(err.contains("num_partitions"), "{err}");
+        let err = ServerConfig::load(&ServeArgs { advertised: Some("nohost".into()), ..ServeArgs::default() }).unwrap_err();
+        assert!(err.contains("HOST:PORT"), "{err}");
+    }
+}

@@ -1,0 +1,140 @@
+//! One client connection, on the shard that accepted it.
+//!
+//! A reader loop takes frames off the socket and starts a handler task for
+//! each; a writer loop awaits those tasks in arrival order and writes their
+//! responses, so pipelined requests (Kafka clients keep several in flight)
+//! are answered in request order. At most `connection_in_flight_max`
+//! requests are in flight; past that the reader stops reading, which
+//! bounds the memory a connection can hold to that many frames of at most
+//! `socket_request_max_bytes`.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::Instant;
+
+use bytes::BytesMut;
+use futures_lite::AsyncRead;
+use glommio::channels::local_channel;
+use glommio::net::TcpStream;
+
+use crate::api::{self, Outcome};
+use crate::net::frame::{self, FrameError};
+use crate::net::send::write_response;
+use crate::shard::ShardContext;
+
+/// Reads into `buf` until it is full; `Ok(false)` on a clean end of stream
+/// before the first byte.
+async fn read_exact(stream: &Rc<RefCell<TcpStream>>, buf: &mut [u8]) -> std::io::Result<bool> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        let n = std::future::poll_fn(|cx| std::pin::Pin::new(&mut *stream.borrow_mut()).poll_read(cx, &mut buf[filled..])).await?;
+        if n == 0 {
+            if filled == 0 {
+                return Ok(false);
+            }
+            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed inside a frame"));
+        }
+        filled += n;
+    }
+    Ok(true)
+}
+
+/// Reads one frame body of `size` bytes, growing the buffer as bytes arrive
+/// so that a client announcing a large frame and sending nothing holds
+/// little memory.
+async fn read_frame(stream: &Rc<RefCell<TcpStream>>, size: usize) -> std::io::Result<BytesMut> {
+    const STEP_BYTES: usize = 1 << 20;
+    let mut buf = BytesMut::new();
+    while buf.len() < size {
+        let start = buf.len();
+        let step = (size - start).min(STEP_BYTES);
+        buf.resize(start + step, 0);
+        if !read_exact(stream, &mut buf[start..]).await? {
+            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed inside a frame"));
+        }
+    }
+    Ok(buf)
+}
+
+pub async fn serve(ctx: Rc<ShardContext>, stream: TcpStream) {
+    let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+    let _ = stream.set_nodelay(true);
+    let stream = Rc::new(RefCell::new(stream));
+    let (sender, receiver) = local_channel::new_bounded(ctx.config.connection_in_flight_max);
+    ctx.metrics.connections_accepted.set(ctx.metrics.connections_accepted.get() + 1);
+    ctx.metrics.connections_open.set(ctx.metrics.connections_open.get() + 1);
+
+    let writer_stream = stream.clone();
+    let writer_ctx = ctx.clone();
+    let writer_peer = peer.clone();
+    let writer = glommio::spawn_local(async move {
+        while let Some(task) = receiver.recv().await {
+            let task: glommio::Task<Outcome> = task;
+            match task.await {
+                Outcome::Respond(response) => {
+                    if let Err(e) = write_response(&writer_stream, &response).await {
+                        tracing::debug!(peer = %writer_peer, error = %e, "write failed; closing");
+                        break;
+                    }
+                }
+                Outcome::NoResponse => {}
+                Outcome::Disconnect(reason) => {
+                    writer_ctx.metrics.bad_frames.set(writer_ctx.metrics.bad_frames.get() + 1);
+                    tracing::warn!(peer = %writer_peer, %reason, "closing connection");
+                    break;
+                }
+            }
+        }
+        // Unblocks the reader if it is waiting for bytes.
+        let stream = writer_stream.borrow();
+        let _ = stream.shutdown(std::net::Shutdown::Both).await;
+    });
+
+    let max = ctx.config.socket_request_max_bytes;
+    loop {
+        let mut size_prefix = [0u8; 4];
+        match read_exact(&stream, &mut size_prefix).await {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "read failed");
+                break;
+            }
+        }
+        let size = match frame::check_size(i32::from_be_bytes(size_prefix), max) {
+            Ok(size) => size,
+            Err(e) => {
+                let _ = sender.send(glommio::spawn_local(async move { Outcome::Disconnect(e.to_string()) })).await;
+                break;
+            }
+        };
+        let body = match read_frame(&stream, size).await {
+            Ok(body) => body.freeze(),
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "truncated frame");
+                break;
+            }
+        };
+        let started = Instant::now();
+        let handler_ctx = ctx.clone();
+        let task = glommio::spawn_local(async move {
+            match frame::parse_request(body) {
+                Ok(request) => {
+                    let api_name = api::api_name(request.api_key);
+                    let outcome = api::handle(&handler_ctx, request).await;
+                    handler_ctx.metrics.record_request(api_name, started.elapsed().as_micros() as u64);
+                    outcome
+                }
+                Err(e @ (FrameError::UnknownApiKey { .. } | FrameError::BadHeader { .. } | FrameError::Short { .. } | FrameError::Size { .. })) => {
+                    Outcome::Disconnect(e.to_string())
+                }
+            }
+        });
+        if sender.send(task).await.is_err() {
+            break;
+        }
+    }
+    drop(sender);
+    writer.await;
+    ctx.metrics.connections_open.set(ctx.metrics.connections_open.get().saturating_sub(1));
+}
