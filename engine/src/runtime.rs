@@ -98,6 +98,14 @@ where
         .map_err(|e| StartError::Executor(format!("executor thread failed: {e:?}")))
 }
 
+/// How an executor behaves when it runs out of work.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ExecutorOptions {
+    /// Keep polling this long before parking the thread: lower wake-up
+    /// latency for a busier core (`None`: park at once).
+    pub spin_before_park: Option<Duration>,
+}
+
 /// Starts `make()`'s future on a new executor thread placed at `placement`
 /// and returns its handle without waiting.
 pub fn spawn_executor<F, Fut, T>(
@@ -110,10 +118,28 @@ where
     Fut: std::future::Future<Output = T> + 'static,
     T: Send + 'static,
 {
+    spawn_executor_with(name, placement, ExecutorOptions::default(), make)
+}
+
+/// [`spawn_executor`] with explicit [`ExecutorOptions`].
+pub fn spawn_executor_with<F, Fut, T>(
+    name: &str,
+    placement: Placement,
+    options: ExecutorOptions,
+    make: F,
+) -> Result<glommio::ExecutorJoinHandle<T>, StartError>
+where
+    F: FnOnce() -> Fut + Send + Clone + 'static,
+    Fut: std::future::Future<Output = T> + 'static,
+    T: Send + 'static,
+{
     check_memlock(1)?;
     let mut last_error = String::new();
     for attempt in 0..20u64 {
-        let builder = LocalExecutorBuilder::new(placement.clone()).name(name).io_memory(IO_MEMORY_BYTES);
+        let mut builder = LocalExecutorBuilder::new(placement.clone()).name(name).io_memory(IO_MEMORY_BYTES);
+        if let Some(spin) = options.spin_before_park {
+            builder = builder.spin_before_park(spin);
+        }
         match builder.spawn(make.clone()) {
             Ok(handle) => return Ok(handle),
             Err(e) => {

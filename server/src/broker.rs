@@ -18,7 +18,7 @@ use glommio::net::TcpListener;
 use glommio::Placement;
 
 use pinion_engine::io::dma::DmaStorage;
-use pinion_engine::runtime::{check_memlock, spawn_executor};
+use pinion_engine::runtime::{check_memlock, spawn_executor_with, ExecutorOptions, IO_MEMORY_BYTES};
 use pinion_engine::{Engine, SystemClock};
 
 use crate::config::ServerConfig;
@@ -50,13 +50,35 @@ fn shard_cpus(count: usize) -> Vec<Placement> {
         .collect()
 }
 
+/// The host checks of `pinion-tune check`: a FAIL stops the broker with its
+/// line and remedy, a WARN is logged once.
+fn run_startup_checks(config: &ServerConfig, shards: usize) -> Result<(), String> {
+    let checks = pinion_tune::checks::CheckConfig {
+        data_dir: config.data_dir.clone(),
+        shards,
+        io_memory_bytes_per_shard: IO_MEMORY_BYTES,
+    };
+    match pinion_tune::checks::startup_checks(&checks) {
+        Ok(warnings) => {
+            for warning in warnings {
+                tracing::warn!("{}", warning.line());
+            }
+            Ok(())
+        }
+        Err(failure) => Err(format!("host check failed (run `pinion-tune check` for the full report):\n{failure}")),
+    }
+}
+
 /// Runs the broker until `stop` is set. Returns a one-line reason on failure.
 pub fn run(mut config: ServerConfig, stop: Arc<AtomicBool>) -> Result<(), String> {
     let shards = config.shard_count();
     // Fixed here: inside a pinned shard, the available parallelism is 1.
     config.cores = shards;
-    check_memlock(shards).map_err(|e| e.to_string())?;
     std::fs::create_dir_all(&config.data_dir).map_err(|e| format!("cannot create data dir {}: {e}", config.data_dir.display()))?;
+    if config.startup_checks {
+        run_startup_checks(&config, shards)?;
+    }
+    check_memlock(shards).map_err(|e| e.to_string())?;
     let cluster_id = cluster_id(&config)?;
     let table = TopicTable::load(&config.data_dir)?;
     pinion_engine::io::dma::ensure_probe_file(&config.data_dir)
@@ -70,7 +92,10 @@ pub fn run(mut config: ServerConfig, stop: Arc<AtomicBool>) -> Result<(), String
         let mesh = mesh.clone();
         let stop = stop.clone();
         let cluster_id = cluster_id.clone();
-        let handle = spawn_executor(&format!("shard-{index}"), placement, move || async move {
+        let options = ExecutorOptions {
+            spin_before_park: (config.spin_before_park_us > 0).then(|| Duration::from_micros(config.spin_before_park_us)),
+        };
+        let handle = spawn_executor_with(&format!("shard-{index}"), placement, options, move || async move {
             let result = run_shard(config, cluster_id, table, mesh, stop.clone()).await;
             if result.is_err() {
                 // One shard failing stops the others.

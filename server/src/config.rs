@@ -5,15 +5,50 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use clap::Args;
-use serde::Deserialize;
+use clap::{Args, ValueEnum};
+use serde::{Deserialize, Serialize};
 
 use pinion_engine::{EngineConfig, LogConfig, TimestampType};
 
+/// Coherent sets of settings for a goal (`--profile`). A profile replaces
+/// the defaults; the config file and flags still override it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Profile {
+    /// Executors spin 200 µs before parking (no wake-up delay for the next
+    /// request) and flush at once (no linger): lowest latency, a busier CPU.
+    Latency,
+    /// Executors park at once, and the write path lingers 2 ms and writes
+    /// up to 4 MiB at a time: fewer, larger O_DIRECT writes and fdatasyncs.
+    Throughput,
+}
+
+impl Profile {
+    pub fn apply(self, config: &mut ServerConfig) {
+        match self {
+            Profile::Latency => {
+                config.spin_before_park_us = 200;
+                config.flush_linger_us = 0;
+                config.flush_bytes = 256 << 10;
+                config.write_bytes_max = 1 << 20;
+            }
+            Profile::Throughput => {
+                config.spin_before_park_us = 0;
+                config.flush_linger_us = 2_000;
+                config.flush_bytes = 4 << 20;
+                config.write_bytes_max = 4 << 20;
+            }
+        }
+        config.profile = Some(self);
+    }
+}
+
 /// The effective configuration of a broker.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
+    /// The profile these settings started from, if any.
+    pub profile: Option<Profile>,
     /// Where partition directories and broker metadata live.
     pub data_dir: PathBuf,
     /// Address every shard listens on (SO_REUSEPORT).
@@ -44,6 +79,14 @@ pub struct ServerConfig {
     pub log_retention_check_interval_ms: u64,
     /// Engine write path: linger before a flush.
     pub flush_linger_us: u64,
+    /// Staged bytes that start a flush without lingering.
+    pub flush_bytes: usize,
+    /// Largest single O_DIRECT write.
+    pub write_bytes_max: usize,
+    /// Executors poll this long before parking their thread; 0 parks at once.
+    pub spin_before_park_us: u64,
+    /// Run the host checks (memlock, io_uring, O_DIRECT, ...) before starting.
+    pub startup_checks: bool,
     /// Tail cache per shard.
     pub cache_bytes_max: usize,
 }
@@ -53,6 +96,7 @@ impl Default for ServerConfig {
         let log = LogConfig::default();
         let engine = EngineConfig::default();
         Self {
+            profile: None,
             data_dir: PathBuf::from("./data"),
             listen: "127.0.0.1:9092".parse().expect("valid default address"),
             advertised: None,
@@ -70,6 +114,10 @@ impl Default for ServerConfig {
             message_max_bytes: log.max_message_bytes,
             log_retention_check_interval_ms: 300_000,
             flush_linger_us: engine.flush_linger_us,
+            flush_bytes: engine.flush_bytes,
+            write_bytes_max: engine.write_bytes_max,
+            spin_before_park_us: 0,
+            startup_checks: true,
             cache_bytes_max: engine.cache_bytes_max,
         }
     }
@@ -81,6 +129,10 @@ pub struct ServeArgs {
     /// TOML file with any of the options below (snake_case keys).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Start from a profile's settings: latency (spin before parking, no
+    /// flush linger) or throughput (2 ms linger, 4 MiB writes) [default: none]
+    #[arg(long, value_enum)]
+    pub profile: Option<Profile>,
     /// Data directory [default: ./data]
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
@@ -129,21 +181,32 @@ pub struct ServeArgs {
     /// Tail cache per shard in bytes [default: 268435456]
     #[arg(long, value_name = "BYTES")]
     pub cache_bytes_max: Option<usize>,
+    /// Executors poll this long before parking, in microseconds [default: 0]
+    #[arg(long, value_name = "US")]
+    pub spin_before_park_us: Option<u64>,
+    /// Check the host before starting (memlock, io_uring, O_DIRECT...):
+    /// true|false [default: true]
+    #[arg(long, value_name = "BOOL")]
+    pub startup_checks: Option<bool>,
 }
 
 impl ServerConfig {
-    /// Defaults, then the file, then the flags.
+    /// Defaults (or a profile's), then the file, then the flags.
     pub fn load(args: &ServeArgs) -> Result<Self, String> {
+        let mut base = Self::default();
+        if let Some(profile) = args.profile {
+            profile.apply(&mut base);
+        }
         let mut config = match &args.config {
-            Some(path) => Self::from_file(path)?,
-            None => Self::default(),
+            Some(path) => Self::from_file_over(path, base)?,
+            None => base,
         };
         macro_rules! take {
             ($($field:ident),*) => {$( if let Some(v) = args.$field.clone() { config.$field = v; } )*};
         }
         take!(data_dir, listen, cores, node_id, auto_create_topics, num_partitions, socket_request_max_bytes);
         take!(log_retention_ms, log_retention_bytes, log_segment_bytes, message_max_bytes);
-        take!(log_retention_check_interval_ms, flush_linger_us, cache_bytes_max);
+        take!(log_retention_check_interval_ms, flush_linger_us, cache_bytes_max, spin_before_park_us, startup_checks);
         if args.advertised.is_some() {
             config.advertised = args.advertised.clone();
         }
@@ -155,8 +218,27 @@ impl ServerConfig {
     }
 
     pub fn from_file(path: &Path) -> Result<Self, String> {
+        Self::from_file_over(path, Self::default())
+    }
+
+    /// Reads a TOML file; keys it does not set keep their value in `base`.
+    pub fn from_file_over(path: &Path, base: Self) -> Result<Self, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
-        toml::from_str(&text).map_err(|e| format!("invalid config {}: {e}", path.display()))
+        let file: toml::Table = toml::from_str(&text).map_err(|e| format!("invalid config {}: {e}", path.display()))?;
+        let mut merged = toml::Table::try_from(&base).map_err(|e| format!("cannot merge config: {e}"))?;
+        if let Some(profile) = file.get("profile").and_then(|p| p.as_str()) {
+            // A profile named in the file applies before the file's own keys.
+            let profile: Profile = toml::Value::String(profile.to_string())
+                .try_into()
+                .map_err(|_| format!("invalid profile {profile:?} in {}: expected latency or throughput", path.display()))?;
+            let mut profiled = base;
+            profile.apply(&mut profiled);
+            merged = toml::Table::try_from(&profiled).map_err(|e| format!("cannot merge config: {e}"))?;
+        }
+        for (key, value) in file {
+            merged.insert(key, value);
+        }
+        merged.try_into().map_err(|e| format!("invalid config {}: {e}", path.display()))
     }
 
     pub fn validate(&self) -> Result<(), String> {
@@ -206,7 +288,13 @@ impl ServerConfig {
     }
 
     pub fn engine_config(&self) -> EngineConfig {
-        EngineConfig { flush_linger_us: self.flush_linger_us, cache_bytes_max: self.cache_bytes_max, ..EngineConfig::default() }
+        EngineConfig {
+            flush_linger_us: self.flush_linger_us,
+            flush_bytes: self.flush_bytes,
+            write_bytes_max: self.write_bytes_max,
+            cache_bytes_max: self.cache_bytes_max,
+            ..EngineConfig::default()
+        }
     }
 }
 
@@ -234,6 +322,22 @@ mod tests {
         assert_eq!(config.listen.port(), 19092);
         assert!(!config.auto_create_topics);
         assert_eq!(config.data_dir, PathBuf::from("./data"));
+    }
+
+    #[test]
+    fn a_profile_sets_defaults_that_files_and_flags_override() {
+        let config = ServerConfig::load(&ServeArgs { profile: Some(Profile::Throughput), ..ServeArgs::default() }).unwrap();
+        assert_eq!(config.flush_linger_us, 2_000);
+        assert_eq!(config.write_bytes_max, 4 << 20);
+        let latency = ServeArgs { profile: Some(Profile::Latency), flush_linger_us: Some(7), ..ServeArgs::default() };
+        let config = ServerConfig::load(&latency).unwrap();
+        assert_eq!(config.spin_before_park_us, 200);
+        assert_eq!(config.flush_linger_us, 7);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.toml");
+        std::fs::write(&path, "profile = \"throughput\"\nflush_linger_us = 5\n").unwrap();
+        let config = ServerConfig::load(&ServeArgs { config: Some(path), ..ServeArgs::default() }).unwrap();
+        assert_eq!((config.flush_linger_us, config.flush_bytes), (5, 4 << 20));
     }
 
     #[test]

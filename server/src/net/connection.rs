@@ -85,9 +85,14 @@ pub async fn serve(ctx: Rc<ShardContext>, stream: TcpStream) {
                 }
             }
         }
-        // Unblocks the reader if it is waiting for bytes.
-        let stream = writer_stream.borrow();
-        let _ = stream.shutdown(std::net::Shutdown::Both).await;
+        // Unblocks the reader if it is waiting for bytes. A plain
+        // shutdown(2): no borrow of the stream is held across an await.
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&*writer_stream.borrow());
+        // SAFETY: `fd` is the open socket owned by `writer_stream`, which
+        // outlives this call; shutdown does not close or free it.
+        unsafe {
+            libc::shutdown(fd, libc::SHUT_RDWR);
+        }
     });
 
     let max = ctx.config.socket_request_max_bytes;
