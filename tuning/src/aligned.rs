@@ -8,6 +8,7 @@ use std::ptr::NonNull;
 
 /// The alignment of every direct-I/O buffer, offset and length here.
 pub(crate) const DIRECT_IO_ALIGN: usize = 4096;
+const _: () = assert!(DIRECT_IO_ALIGN.is_power_of_two());
 
 /// An owned, zero-initialised, 4 KiB-aligned byte buffer.
 #[derive(Debug)]
@@ -20,7 +21,10 @@ impl AlignedBuffer {
     /// Allocates `len` zeroed bytes; `len` must be a non-zero multiple of
     /// [`DIRECT_IO_ALIGN`].
     pub(crate) fn zeroed(len: usize) -> Self {
-        assert!(len > 0 && len % DIRECT_IO_ALIGN == 0, "bad direct-I/O length {len}");
+        assert!(
+            len > 0 && len & (DIRECT_IO_ALIGN - 1) == 0,
+            "bad direct-I/O length {len}"
+        );
         let layout = Layout::from_size_align(len, DIRECT_IO_ALIGN).expect("valid layout");
         // SAFETY: the layout has a non-zero size (asserted above).
         let raw = unsafe { alloc::alloc_zeroed(layout) };

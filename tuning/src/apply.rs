@@ -53,9 +53,15 @@ pub struct Change {
 pub enum Step {
     Change(Change),
     /// Already right (or nothing to do): the setting and its value.
-    Unchanged { setting: String, value: String },
+    Unchanged {
+        setting: String,
+        value: String,
+    },
     /// Needs something apply does not do: the setting and why.
-    CannotChange { setting: String, reason: String },
+    CannotChange {
+        setting: String,
+        reason: String,
+    },
 }
 
 impl fmt::Display for Step {
@@ -67,7 +73,9 @@ impl fmt::Display for Step {
                 change.setting, change.from, change.to, change.why
             ),
             Step::Unchanged { setting, value } => write!(f, "unchanged {setting}: {value}"),
-            Step::CannotChange { setting, reason } => write!(f, "cannot change {setting}: {reason}"),
+            Step::CannotChange { setting, reason } => {
+                write!(f, "cannot change {setting}: {reason}")
+            }
         }
     }
 }
@@ -144,12 +152,23 @@ fn plan_memory(host: &HostObservation, steps: &mut Vec<Step>) {
         } else if has_swap {
             steps.push(unchanged("vm.swappiness", swappiness.to_string()));
         } else {
-            steps.push(unchanged("vm.swappiness", format!("{swappiness} (no swap, so it does not matter)")));
+            steps.push(unchanged(
+                "vm.swappiness",
+                format!("{swappiness} (no swap, so it does not matter)"),
+            ));
         }
     }
     for (setting, path, choice) in [
-        ("transparent_hugepage/enabled", memory::THP_ENABLED_PATH, &memory.thp_enabled),
-        ("transparent_hugepage/defrag", memory::THP_DEFRAG_PATH, &memory.thp_defrag),
+        (
+            "transparent_hugepage/enabled",
+            memory::THP_ENABLED_PATH,
+            &memory.thp_enabled,
+        ),
+        (
+            "transparent_hugepage/defrag",
+            memory::THP_DEFRAG_PATH,
+            &memory.thp_defrag,
+        ),
     ] {
         let Some(choice) = choice else { continue };
         if choice.selected == "always" && choice.offers("madvise") {
@@ -158,7 +177,8 @@ fn plan_memory(host: &HostObservation, steps: &mut Vec<Step>) {
                 path: PathBuf::from(path),
                 from: choice.selected.clone(),
                 to: "madvise".to_string(),
-                why: "huge pages only where asked for: no compaction stalls in page faults".to_string(),
+                why: "huge pages only where asked for: no compaction stalls in page faults"
+                    .to_string(),
                 sysctl: None,
             }));
         } else {
@@ -235,7 +255,10 @@ fn plan_governors(host: &HostObservation, steps: &mut Vec<Step>) {
     if !already.is_empty() {
         steps.push(unchanged(
             "cpu governor",
-            format!("as it should be (or no performance governor offered) on CPUs {}", format_cpu_list(&already)),
+            format!(
+                "as it should be (or no performance governor offered) on CPUs {}",
+                format_cpu_list(&already)
+            ),
         ));
     }
 }
@@ -289,7 +312,11 @@ fn plan_interrupts(host: &HostObservation, config: &CheckConfig, steps: &mut Vec
                 path: route.affinity_path(),
                 from: format_cpu_list(route.affinity.as_deref().unwrap_or_default()),
                 to: target.clone(),
-                why: format!("keep {} interrupts off shard CPUs {}", route.kind, format_cpu_list(&shard_cpus)),
+                why: format!(
+                    "keep {} interrupts off shard CPUs {}",
+                    route.kind,
+                    format_cpu_list(&shard_cpus)
+                ),
                 setting,
                 sysctl: None,
             })),
@@ -373,7 +400,11 @@ pub fn execute_with(
                 if dry_run {
                     writeln!(out, "would {step}")?;
                     if let Err(error) = writable(&change.path) {
-                        writeln!(out, "  would fail: {}", explain_write_error(&change.path, &error))?;
+                        writeln!(
+                            out,
+                            "  would fail: {}",
+                            explain_write_error(&change.path, &error)
+                        )?;
                     }
                     outcome.changed += 1;
                 } else {
@@ -381,7 +412,11 @@ pub fn execute_with(
                     match write(&change.path, &change.to) {
                         Ok(()) => outcome.changed += 1,
                         Err(error) => {
-                            writeln!(out, "  could not: {}", explain_write_error(&change.path, &error))?;
+                            writeln!(
+                                out,
+                                "  could not: {}",
+                                explain_write_error(&change.path, &error)
+                            )?;
                             outcome.failed += 1;
                             continue;
                         }
@@ -521,9 +556,12 @@ mod tests {
             let path = change.path.to_str().unwrap();
             match path {
                 memory::SWAPPINESS_PATH => host.memory.swappiness = change.to.parse().ok(),
-                memory::THP_ENABLED_PATH => host.memory.thp_enabled = parse_choice("always [madvise] never"),
+                memory::THP_ENABLED_PATH => {
+                    host.memory.thp_enabled = parse_choice("always [madvise] never")
+                }
                 memory::THP_DEFRAG_PATH => {
-                    host.memory.thp_defrag = parse_choice("always defer defer+madvise [madvise] never")
+                    host.memory.thp_defrag =
+                        parse_choice("always defer defer+madvise [madvise] never")
                 }
                 network::SOMAXCONN_PATH => host.network.somaxconn = change.to.parse().ok(),
                 network::TCP_RMEM_PATH => host.network.tcp_rmem = parse_tcp_buffer(&change.to),
@@ -534,7 +572,8 @@ mod tests {
                     }
                 }
                 _ if path.ends_with("queue/scheduler") => {
-                    if let BlockObservation::Found(BlockDevice { scheduler, .. }) = &mut host.block {
+                    if let BlockObservation::Found(BlockDevice { scheduler, .. }) = &mut host.block
+                    {
                         *scheduler = parse_choice("[none] mq-deadline kyber bfq");
                     }
                 }
@@ -572,12 +611,21 @@ mod tests {
                 "irq 38 (eth0 virtio2-input.0)",
             ]
         );
-        let wmem = plan.changes().find(|c| c.setting == "net.ipv4.tcp_wmem").unwrap();
+        let wmem = plan
+            .changes()
+            .find(|c| c.setting == "net.ipv4.tcp_wmem")
+            .unwrap();
         assert_eq!(wmem.to, "4096 16384 16777216");
-        let irq = plan.changes().find(|c| c.setting.starts_with("irq 36")).unwrap();
+        let irq = plan
+            .changes()
+            .find(|c| c.setting.starts_with("irq 36"))
+            .unwrap();
         // Two shards take CPUs 2-3; interrupts go to the spare 0-1.
         assert_eq!((irq.from.as_str(), irq.to.as_str()), ("0-3", "0-1"));
-        assert!(!plan.steps.iter().any(|s| matches!(s, Step::CannotChange { .. })));
+        assert!(!plan
+            .steps
+            .iter()
+            .any(|s| matches!(s, Step::CannotChange { .. })));
     }
 
     #[test]
@@ -586,7 +634,10 @@ mod tests {
         let first = plan(&host, &config(2));
         let second = plan(&after(&host, &first), &config(2));
         assert_eq!(second.changes().count(), 0, "{:#?}", second.steps);
-        assert!(second.steps.iter().all(|s| matches!(s, Step::Unchanged { .. })));
+        assert!(second
+            .steps
+            .iter()
+            .all(|s| matches!(s, Step::Unchanged { .. })));
     }
 
     #[test]
@@ -622,7 +673,8 @@ mod tests {
     fn dry_run_writes_nothing_and_predicts_read_only() {
         let plan = plan(&untuned_host(), &config(2));
         let mut out = Vec::new();
-        let mut write = |path: &Path, _: &str| -> io::Result<()> { panic!("dry run wrote {}", path.display()) };
+        let mut write =
+            |path: &Path, _: &str| -> io::Result<()> { panic!("dry run wrote {}", path.display()) };
         let mut writable = |path: &Path| -> io::Result<()> {
             if path.starts_with("/proc/sys") {
                 Err(io::Error::from_raw_os_error(libc::EROFS))
@@ -634,8 +686,14 @@ mod tests {
         let text = String::from_utf8(out).unwrap();
         assert_eq!(outcome.changed, 11);
         assert!(text.contains("would set vm.swappiness: 60 -> 1"), "{text}");
-        assert!(text.contains("would fail: /proc/sys/vm/swappiness is read-only"), "{text}");
-        assert!(text.contains("unchanged net.core.somaxconn: 4096"), "{text}");
+        assert!(
+            text.contains("would fail: /proc/sys/vm/swappiness is read-only"),
+            "{text}"
+        );
+        assert!(
+            text.contains("unchanged net.core.somaxconn: 4096"),
+            "{text}"
+        );
         assert!(text.contains("  vm.swappiness = 1\n"), "{text}");
     }
 
@@ -654,7 +712,13 @@ mod tests {
         let outcome = execute_with(&plan, false, &mut out, &mut write, &mut |_| Ok(())).unwrap();
         let text = String::from_utf8(out).unwrap();
         assert_eq!((outcome.changed, outcome.failed), (9, 2));
-        assert!(text.contains("could not: the kernel manages this interrupt's affinity"), "{text}");
-        assert!(written.contains(&(PathBuf::from(memory::THP_ENABLED_PATH), "madvise".to_string())));
+        assert!(
+            text.contains("could not: the kernel manages this interrupt's affinity"),
+            "{text}"
+        );
+        assert!(written.contains(&(
+            PathBuf::from(memory::THP_ENABLED_PATH),
+            "madvise".to_string()
+        )));
     }
 }

@@ -80,7 +80,10 @@ mod tests {
     #[test]
     fn parses_ranges_singles_and_empty() {
         assert_eq!(parse_cpu_list("0-1\n").unwrap(), vec![0, 1]);
-        assert_eq!(parse_cpu_list("0-3,8,10-11").unwrap(), vec![0, 1, 2, 3, 8, 10, 11]);
+        assert_eq!(
+            parse_cpu_list("0-3,8,10-11").unwrap(),
+            vec![0, 1, 2, 3, 8, 10, 11]
+        );
         assert_eq!(parse_cpu_list("5,1,1").unwrap(), vec![1, 5]);
         assert_eq!(parse_cpu_list("\n").unwrap(), Vec::<usize>::new());
         assert!(parse_cpu_list("3-1").is_err());

@@ -26,7 +26,7 @@ pub mod apply;
 pub mod checks;
 pub mod cpulist;
 pub mod iotune;
-mod sysfs;
+pub mod sysfs;
 pub mod units;
 
 pub use checks::{run_all, startup_checks, Check, CheckConfig, StartupFailure, Status};

@@ -14,7 +14,7 @@ pub const GIB: u64 = 1024 * MIB;
 /// `3076 KiB`, `1000` is `1000 bytes`.
 pub fn format_bytes_exact(bytes: u64) -> String {
     for (unit, name) in [(GIB, "GiB"), (MIB, "MiB"), (KIB, "KiB")] {
-        if bytes >= unit && bytes % unit == 0 {
+        if bytes >= unit && bytes / unit * unit == bytes {
             return format!("{} {name}", bytes / unit);
         }
     }

@@ -33,7 +33,10 @@ fn a_two_second_run_writes_loadable_properties() {
     assert!(properties.fdatasync_samples > 0);
     assert!(properties.fdatasync_latency_us_p50 <= properties.fdatasync_latency_us_p99);
     let cells = BLOCK_SIZES.len() * QUEUE_DEPTHS.len();
-    assert_eq!((properties.write.len(), properties.read.len()), (cells, cells));
+    assert_eq!(
+        (properties.write.len(), properties.read.len()),
+        (cells, cells)
+    );
     assert!(BLOCK_SIZES.contains(&(properties.best_write_block_bytes as usize)));
     assert!(QUEUE_DEPTHS.contains(&(properties.best_write_queue_depth as usize)));
 
@@ -56,7 +59,11 @@ fn out_puts_the_file_elsewhere_and_bad_durations_are_refused() {
         .arg(&out)
         .output()
         .unwrap();
-    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
     assert!(iotune::load(&out).is_ok());
     assert_eq!(std::fs::read_dir(&data).unwrap().count(), 0);
 

@@ -80,9 +80,10 @@ pub fn observe() -> CpuObservation {
             thread_siblings.insert(cpu, siblings);
         }
         if let Some(current) = sysfs::read_optional(format!("{base}/cpufreq/scaling_governor")) {
-            let available = sysfs::read_optional(format!("{base}/cpufreq/scaling_available_governors"))
-                .map(|text| text.split_whitespace().map(str::to_string).collect())
-                .unwrap_or_default();
+            let available =
+                sysfs::read_optional(format!("{base}/cpufreq/scaling_available_governors"))
+                    .map(|text| text.split_whitespace().map(str::to_string).collect())
+                    .unwrap_or_default();
             governors.insert(cpu, Governor { current, available });
         }
     }
@@ -168,7 +169,10 @@ pub fn check_cpus(observation: &CpuObservation, shards: usize) -> Check {
     if usable != &observation.online {
         found.push_str(&format!(" ({})", format_cpu_list(usable)));
     }
-    found.push_str(&format!(", {shards} shard{}", if shards == 1 { "" } else { "s" }));
+    found.push_str(&format!(
+        ", {shards} shard{}",
+        if shards == 1 { "" } else { "s" }
+    ));
     if shards == 0 {
         return Check::fail(NAME, found, "run at least one shard (--shards 1)");
     }
@@ -183,7 +187,10 @@ pub fn check_cpus(observation: &CpuObservation, shards: usize) -> Check {
         );
     }
     let placed = shard_cpus(observation, shards);
-    Check::ok(NAME, format!("{found} on CPUs {}", format_cpu_list(&placed)))
+    Check::ok(
+        NAME,
+        format!("{found} on CPUs {}", format_cpu_list(&placed)),
+    )
 }
 
 pub fn check_smt(observation: &CpuObservation, shard_cpus: &[usize]) -> Check {
@@ -240,7 +247,11 @@ pub fn check_numa(observation: &CpuObservation, shard_cpus: &[usize]) -> Check {
         .filter(|(_, cpus)| shard_cpus.iter().any(|cpu| cpus.contains(cpu)))
         .map(|(node, _)| *node)
         .collect();
-    let found = format!("{} nodes ({})", observation.numa_nodes.len(), layout.join(", "));
+    let found = format!(
+        "{} nodes ({})",
+        observation.numa_nodes.len(),
+        layout.join(", ")
+    );
     if spanned.len() > 1 {
         Check::warn(
             NAME,
@@ -373,7 +384,10 @@ mod tests {
         let mut adjacent = host.clone();
         adjacent.thread_siblings = (0..8).map(|cpu| (cpu, vec![cpu & !1, cpu | 1])).collect();
         assert_eq!(shard_cpus(&adjacent, 2), vec![5, 7]);
-        assert_eq!(housekeeping_cpus(&host.online, &[6, 7]), vec![0, 1, 2, 3, 4, 5]);
+        assert_eq!(
+            housekeeping_cpus(&host.online, &[6, 7]),
+            vec![0, 1, 2, 3, 4, 5]
+        );
     }
 
     #[test]
@@ -382,7 +396,10 @@ mod tests {
         let shards = shard_cpus(&vm, 2);
         let cpus = check_cpus(&vm, 2);
         assert_eq!(cpus.status, Status::Ok);
-        assert_eq!(cpus.found, "2 online (0-1), 2 usable by this process, 2 shards on CPUs 0-1");
+        assert_eq!(
+            cpus.found,
+            "2 online (0-1), 2 usable by this process, 2 shards on CPUs 0-1"
+        );
         assert_eq!(check_smt(&vm, &shards).status, Status::Ok);
         assert_eq!(check_numa(&vm, &shards).found, "one node");
         assert_eq!(check_isolated(&vm, &shards).status, Status::Ok);
@@ -395,7 +412,11 @@ mod tests {
         vm.usable = vec![1];
         let check = check_cpus(&vm, 2);
         assert_eq!(check.status, Status::Fail);
-        assert!(check.found.contains("1 usable by this process (1)"), "{}", check.found);
+        assert!(
+            check.found.contains("1 usable by this process (1)"),
+            "{}",
+            check.found
+        );
         assert!(check.remedy.unwrap().contains("--shards 1"));
         assert_eq!(check_cpus(&vm, 0).status, Status::Fail);
     }
@@ -411,7 +432,9 @@ mod tests {
         assert!(smt.remedy.unwrap().ends_with("--shards 4"));
         let numa = check_numa(&host, &four);
         assert_eq!(numa.status, Status::Warn, "{}", numa.found);
-        assert!(numa.found.starts_with("2 nodes (node0: 0-1,4-5, node1: 2-3,6-7)"));
+        assert!(numa
+            .found
+            .starts_with("2 nodes (node0: 0-1,4-5, node1: 2-3,6-7)"));
         assert_eq!(check_numa(&host, &[6, 7]).status, Status::Ok);
         let governor = check_governor(&host);
         assert_eq!(governor.status, Status::Warn);
@@ -436,7 +459,10 @@ mod tests {
     fn live_topology_is_consistent() {
         let observation = observe();
         assert!(!observation.usable.is_empty());
-        assert!(observation.usable.iter().all(|cpu| observation.online.contains(cpu)));
+        assert!(observation
+            .usable
+            .iter()
+            .all(|cpu| observation.online.contains(cpu)));
         assert_eq!(usable_cpu_count(), observation.usable.len());
     }
 }

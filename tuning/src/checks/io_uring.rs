@@ -145,9 +145,10 @@ pub fn check_io_uring(observation: &IoUringObservation) -> Check {
     const NAME: &str = "io_uring";
     let policy = describe_policy(observation);
     match &observation.probe {
-        RingProbe::Ready { .. } | RingProbe::ProbeFailed { .. } => {
-            Check::ok(NAME, format!("a ring was set up and completed a NOP; {policy}"))
-        }
+        RingProbe::Ready { .. } | RingProbe::ProbeFailed { .. } => Check::ok(
+            NAME,
+            format!("a ring was set up and completed a NOP; {policy}"),
+        ),
         RingProbe::NopFailed { errno } => Check::fail(
             NAME,
             format!(
@@ -211,7 +212,10 @@ pub fn check_io_uring_opcodes(observation: &IoUringObservation) -> Check {
     match &observation.probe {
         RingProbe::Ready { missing_opcodes } if missing_opcodes.is_empty() => Check::ok(
             NAME,
-            format!("all {} opcodes the broker uses are supported", REQUIRED_OPCODES.len()),
+            format!(
+                "all {} opcodes the broker uses are supported",
+                REQUIRED_OPCODES.len()
+            ),
         ),
         RingProbe::Ready { missing_opcodes } => Check::fail(
             NAME,
@@ -256,7 +260,11 @@ mod tests {
         let obs = observation("0\n", "Seccomp:\t0\n", ready);
         let check = check_io_uring(&obs);
         assert_eq!(check.status, Status::Ok);
-        assert!(check.found.contains("kernel.io_uring_disabled=0"), "{}", check.found);
+        assert!(
+            check.found.contains("kernel.io_uring_disabled=0"),
+            "{}",
+            check.found
+        );
         assert_eq!(check_io_uring_opcodes(&obs).status, Status::Ok);
     }
 
@@ -269,7 +277,11 @@ mod tests {
         );
         let check = check_io_uring(&obs);
         assert_eq!(check.status, Status::Fail);
-        assert!(check.found.contains("kernel.io_uring_disabled=2"), "{}", check.found);
+        assert!(
+            check.found.contains("kernel.io_uring_disabled=2"),
+            "{}",
+            check.found
+        );
         assert!(check.found.contains("EPERM"), "{}", check.found);
         assert!(check.remedy.unwrap().contains("io_uring_disabled=0"));
         let opcodes = check_io_uring_opcodes(&obs);
@@ -279,13 +291,21 @@ mod tests {
 
     #[test]
     fn group_restriction_and_seccomp_are_told_apart() {
-        let mut obs = observation("1", "Seccomp:\t0", RingProbe::SetupFailed { errno: libc::EPERM });
+        let mut obs = observation(
+            "1",
+            "Seccomp:\t0",
+            RingProbe::SetupFailed { errno: libc::EPERM },
+        );
         obs.group = Some(1001);
         let check = check_io_uring(&obs);
         assert!(check.found.contains("only group 1001"), "{}", check.found);
         assert!(check.remedy.unwrap().contains("kernel.io_uring_group"));
 
-        let obs = observation("0", "Seccomp:\t2", RingProbe::SetupFailed { errno: libc::EPERM });
+        let obs = observation(
+            "0",
+            "Seccomp:\t2",
+            RingProbe::SetupFailed { errno: libc::EPERM },
+        );
         let check = check_io_uring(&obs);
         assert!(check.found.contains("seccomp"), "{}", check.found);
         assert!(check.remedy.unwrap().contains("seccomp"));
@@ -297,7 +317,9 @@ mod tests {
             disabled: None,
             group: None,
             seccomp_mode: Some(0),
-            probe: RingProbe::SetupFailed { errno: libc::ENOSYS },
+            probe: RingProbe::SetupFailed {
+                errno: libc::ENOSYS,
+            },
         };
         let check = check_io_uring(&obs);
         assert_eq!(check.status, Status::Fail);
@@ -317,7 +339,13 @@ mod tests {
         let check = check_io_uring_opcodes(&obs);
         assert_eq!(check.status, Status::Fail);
         assert_eq!(check.found, "the kernel lacks STATX, SEND");
-        let old = observation("0", "", RingProbe::ProbeFailed { errno: libc::EINVAL });
+        let old = observation(
+            "0",
+            "",
+            RingProbe::ProbeFailed {
+                errno: libc::EINVAL,
+            },
+        );
         assert_eq!(check_io_uring(&old).status, Status::Ok);
         assert_eq!(check_io_uring_opcodes(&old).status, Status::Fail);
     }

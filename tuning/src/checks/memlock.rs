@@ -1,13 +1,21 @@
 //! RLIMIT_MEMLOCK against what the broker's executors lock.
 //!
 //! Each shard is one glommio executor. glommio refuses to start an
-//! executor when the soft limit is below 512 KiB, then registers its
-//! `io_memory` buffer (rounded up to 4 KiB, at least 64 KiB) with each of
-//! its three rings (main, latency, poll). The kernel charges registered
-//! buffers per ring to the user's locked memory, so one shard locks three
-//! times its io_memory, and all shards of the broker (same user) add up.
-//! A process with CAP_IPC_LOCK is not charged for registered buffers, but
-//! glommio's own 512 KiB floor still applies.
+//! executor when the soft limit is below 512 KiB, then sets up three rings
+//! (main, latency, poll; 128 entries each) and registers its `io_memory`
+//! buffer (rounded up to 4 KiB, at least 64 KiB) with each of them. For a
+//! process without CAP_IPC_LOCK the kernel charges both the ring memory and
+//! every registration, per ring, to the user's locked-memory count, so one
+//! shard locks three times (io_memory + one ring). Measured on Linux 6.18
+//! with the capability dropped: a 2 MiB limit holds three 8-entry rings
+//! with a 512 KiB buffer registered in each, not four; a 128-entry ring
+//! costs 16 KiB.
+//!
+//! The count is per user, not per process: two brokers (or a broker and
+//! its tests) under one uid share the limit, and the memory of closed
+//! rings is released asynchronously, so a broker restarted at once may
+//! briefly find less room. A process with CAP_IPC_LOCK is not charged at
+//! all, but glommio's own 512 KiB floor still applies to it.
 
 use super::Check;
 use crate::sysfs;
@@ -19,25 +27,24 @@ pub const GLOMMIO_MEMLOCK_FLOOR_BYTES: u64 = 512 * KIB;
 pub const RINGS_PER_EXECUTOR: u64 = 3;
 /// glommio rounds io_memory up to a page and to at least this much.
 pub const GLOMMIO_IO_MEMORY_MIN_BYTES: u64 = 64 * KIB;
-/// One page glommio mlocks per process for its membarrier strategy.
-const MEMBARRIER_PAGE_BYTES: u64 = 4 * KIB;
-/// The capability that exempts registered buffers from the limit.
+/// What the kernel charges for one of glommio's 128-entry rings: two pages
+/// of SQ/CQ rings and two of SQEs.
+pub const RING_MEMLOCK_BYTES: u64 = 16 * KIB;
+/// The capability that exempts a process from io_uring's charges.
 const CAP_IPC_LOCK: u32 = 14;
 
 /// The locked memory a broker of `shards` executors, each registering
-/// `io_memory_bytes_per_shard`, needs under RLIMIT_MEMLOCK: three rings'
-/// worth of registered buffer per shard plus glommio's membarrier page,
-/// and never less than glommio's 512 KiB floor.
+/// `io_memory_bytes_per_shard`, needs under RLIMIT_MEMLOCK: per shard,
+/// three rings and three registrations of its io_memory, and never less
+/// than glommio's 512 KiB floor.
 pub fn memlock_needed_bytes(shards: usize, io_memory_bytes_per_shard: usize) -> u64 {
     let io_memory = (io_memory_bytes_per_shard as u64)
         .max(GLOMMIO_IO_MEMORY_MIN_BYTES)
         .div_ceil(4 * KIB)
         * (4 * KIB);
-    let registered = (shards as u64)
-        .saturating_mul(RINGS_PER_EXECUTOR)
-        .saturating_mul(io_memory);
-    registered
-        .saturating_add(MEMBARRIER_PAGE_BYTES)
+    let per_shard = RINGS_PER_EXECUTOR * (io_memory + RING_MEMLOCK_BYTES);
+    (shards as u64)
+        .saturating_mul(per_shard)
         .max(GLOMMIO_MEMLOCK_FLOOR_BYTES)
 }
 
@@ -62,7 +69,9 @@ pub fn parse_cap_ipc_lock(status: &str) -> bool {
 /// Parses the `Max locked memory` line of `/proc/<pid>/limits` text into
 /// (soft, hard), for hosts captured from outside the process.
 pub fn parse_proc_limits(limits: &str) -> Option<(u64, u64)> {
-    let line = limits.lines().find(|l| l.starts_with("Max locked memory"))?;
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max locked memory"))?;
     let mut values = line["Max locked memory".len()..].split_whitespace();
     let parse = |word: &str| match word {
         "unlimited" => Some(u64::MAX),
@@ -114,8 +123,16 @@ pub fn raise_soft_limit(needed_bytes: u64) -> std::io::Result<u64> {
     }
     let target = needed_bytes.min(hard);
     let limit = libc::rlimit {
-        rlim_cur: if target == u64::MAX { libc::RLIM_INFINITY } else { target },
-        rlim_max: if hard == u64::MAX { libc::RLIM_INFINITY } else { hard },
+        rlim_cur: if target == u64::MAX {
+            libc::RLIM_INFINITY
+        } else {
+            target
+        },
+        rlim_max: if hard == u64::MAX {
+            libc::RLIM_INFINITY
+        } else {
+            hard
+        },
     };
     // SAFETY: setrlimit reads one rlimit from the struct we own.
     if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &limit) } != 0 {
@@ -134,11 +151,12 @@ pub fn check_memlock(
     const NAME: &str = "memlock";
     let need = memlock_needed_bytes(shards, io_memory_bytes_per_shard);
     let found = format!(
-        "soft {}, hard {}; need {} for {shards} shard{} ({} rings x {} io_memory each)",
+        "soft {}, hard {}; need {} for {shards} shard{} (each {} rings + {} registrations of {} io_memory)",
         format_limit(observation.soft),
         format_limit(observation.hard),
         format_bytes_exact(need),
         if shards == 1 { "" } else { "s" },
+        RINGS_PER_EXECUTOR,
         RINGS_PER_EXECUTOR,
         format_bytes_exact(io_memory_bytes_per_shard as u64),
     );
@@ -155,7 +173,9 @@ pub fn check_memlock(
     if observation.cap_ipc_lock {
         return Check::ok(
             NAME,
-            format!("{found}; CAP_IPC_LOCK exempts registered buffers from the limit"),
+            format!(
+                "{found}; CAP_IPC_LOCK exempts this process's rings and buffers from the limit"
+            ),
         );
     }
     Check::fail(NAME, found, remedy(observation.hard, need))
@@ -182,12 +202,12 @@ mod tests {
 
     #[test]
     fn need_counts_three_rings_per_shard_and_the_floor() {
-        // 2 shards x 3 rings x 512 KiB + the membarrier page.
-        assert_eq!(memlock_needed_bytes(2, 512 * 1024), 3 * MIB + 4 * KIB);
+        // 2 shards x 3 x (512 KiB registered + a 16 KiB ring).
+        assert_eq!(memlock_needed_bytes(2, 512 * 1024), 2 * 3 * 528 * KIB);
         // A tiny io_memory is rounded up to glommio's 64 KiB minimum, and
         // the total never drops below glommio's 512 KiB floor.
         assert_eq!(memlock_needed_bytes(1, 1), 512 * KIB);
-        assert_eq!(memlock_needed_bytes(4, 1000), 4 * 3 * 64 * KIB + 4 * KIB);
+        assert_eq!(memlock_needed_bytes(4, 1000), 4 * 3 * (64 + 16) * KIB);
         assert_eq!(memlock_needed_bytes(0, 0), 512 * KIB);
     }
 
@@ -202,7 +222,13 @@ mod tests {
         };
         let check = check_memlock(&observation, 2, 512 * 1024);
         assert_eq!(check.status, Status::Fail);
-        assert!(check.found.starts_with("soft 64 KiB, hard 64 KiB; need 3076 KiB for 2 shards"), "{}", check.found);
+        assert!(
+            check
+                .found
+                .starts_with("soft 64 KiB, hard 64 KiB; need 3168 KiB for 2 shards"),
+            "{}",
+            check.found
+        );
         let remedy = check.remedy.unwrap();
         assert!(remedy.contains("ulimit -l unlimited"), "{remedy}");
         assert!(remedy.contains("LimitMEMLOCK=infinity"), "{remedy}");
@@ -217,8 +243,11 @@ mod tests {
             hard: 8 * MIB,
             cap_ipc_lock: false,
         };
-        assert_eq!(check_memlock(&observation, 2, 512 * 1024).status, Status::Ok);
-        // Six shards need 9 MiB + a page: more than the 8 MiB hard limit.
+        assert_eq!(
+            check_memlock(&observation, 2, 512 * 1024).status,
+            Status::Ok
+        );
+        // Six shards need 9.3 MiB: more than the 8 MiB hard limit.
         let check = check_memlock(&observation, 6, 512 * 1024);
         assert_eq!(check.status, Status::Fail);
         // With CAP_IPC_LOCK the registered buffers are not charged.
@@ -239,7 +268,7 @@ mod tests {
         let check = check_memlock(&observation, 2, 512 * 1024);
         assert_eq!(check.status, Status::Fail);
         assert!(check.found.contains("hard unlimited"));
-        assert!(check.remedy.unwrap().contains("`ulimit -l 3076`"));
+        assert!(check.remedy.unwrap().contains("`ulimit -l 3168`"));
     }
 
     #[test]

@@ -115,16 +115,25 @@ mod tests {
 
     #[test]
     fn thp_madvise_is_ok_and_always_warns() {
-        let here = thp("always [madvise] never\n", "always defer defer+madvise [madvise] never\n");
+        let here = thp(
+            "always [madvise] never\n",
+            "always defer defer+madvise [madvise] never\n",
+        );
         let check = check_transparent_hugepages(&here);
         assert_eq!(check.status, Status::Ok);
         assert_eq!(check.found, "enabled=madvise, defrag=madvise");
-        let always = thp("[always] madvise never", "[always] defer defer+madvise madvise never");
+        let always = thp(
+            "[always] madvise never",
+            "[always] defer defer+madvise madvise never",
+        );
         let check = check_transparent_hugepages(&always);
         assert_eq!(check.status, Status::Warn);
         assert!(check.remedy.unwrap().contains("madvise"));
         let none = MemoryObservation::default();
-        assert_eq!(check_transparent_hugepages(&none).found, "not built into this kernel");
+        assert_eq!(
+            check_transparent_hugepages(&none).found,
+            "not built into this kernel"
+        );
     }
 
     #[test]
@@ -140,7 +149,11 @@ mod tests {
         };
         let check = check_swappiness(&swapping);
         assert_eq!(check.status, Status::Warn);
-        assert!(check.found.starts_with("60 with 8 GiB of swap"), "{}", check.found);
+        assert!(
+            check.found.starts_with("60 with 8 GiB of swap"),
+            "{}",
+            check.found
+        );
         let low = MemoryObservation {
             swappiness: Some(1),
             ..swapping

@@ -96,7 +96,10 @@ impl Check {
     /// fix: raise it: ...`.
     pub fn line(&self) -> String {
         match &self.remedy {
-            Some(remedy) => format!("{} {}: {}; fix: {}", self.status, self.name, self.found, remedy),
+            Some(remedy) => format!(
+                "{} {}: {}; fix: {}",
+                self.status, self.name, self.found, remedy
+            ),
             None => format!("{} {}: {}", self.status, self.name, self.found),
         }
     }
@@ -184,7 +187,11 @@ impl HostObservation {
             kernel::check_kernel(self.kernel_release.as_deref()),
             io_uring::check_io_uring(&self.io_uring),
             io_uring::check_io_uring_opcodes(&self.io_uring),
-            memlock::check_memlock(&self.memlock, config.shards, config.io_memory_bytes_per_shard),
+            memlock::check_memlock(
+                &self.memlock,
+                config.shards,
+                config.io_memory_bytes_per_shard,
+            ),
             cpu::check_cpus(&self.cpu, config.shards),
             cpu::check_smt(&self.cpu, &broker_cpus),
             cpu::check_numa(&self.cpu, &broker_cpus),
@@ -233,7 +240,10 @@ impl std::error::Error for StartupFailure {}
 pub fn startup_verdict(checks: Vec<Check>) -> Result<Vec<Check>, StartupFailure> {
     let (failures, rest): (Vec<Check>, Vec<Check>) =
         checks.into_iter().partition(|c| c.status == Status::Fail);
-    let warnings: Vec<Check> = rest.into_iter().filter(|c| c.status == Status::Warn).collect();
+    let warnings: Vec<Check> = rest
+        .into_iter()
+        .filter(|c| c.status == Status::Warn)
+        .collect();
     if failures.is_empty() {
         Ok(warnings)
     } else {
@@ -274,7 +284,10 @@ mod tests {
         let ok = Check::ok("a", "fine");
         let warn = Check::warn("b", "slow", "tune");
         let fail = Check::fail("c", "broken", "fix");
-        assert_eq!(startup_verdict(vec![ok.clone(), warn.clone()]), Ok(vec![warn.clone()]));
+        assert_eq!(
+            startup_verdict(vec![ok.clone(), warn.clone()]),
+            Ok(vec![warn.clone()])
+        );
         let failure = startup_verdict(vec![ok, warn.clone(), fail.clone()]).unwrap_err();
         assert_eq!(failure.failures, vec![fail]);
         assert_eq!(failure.warnings, vec![warn]);

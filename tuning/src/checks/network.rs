@@ -105,7 +105,9 @@ fn check_tcp_buffer(name: &str, buffer: Option<TcpBuffer>) -> Check {
     let raised = raised_tcp_buffer(buffer);
     Check::warn(
         name,
-        format!("{found}: caps one connection's window below a fast link's bandwidth-delay product"),
+        format!(
+            "{found}: caps one connection's window below a fast link's bandwidth-delay product"
+        ),
         format!(
             "pinion-tune apply (sets max {}), or `sysctl -w {name}=\"{} {} {}\"`",
             format_bytes_exact(TCP_BUFFER_MAX_BYTES),
@@ -136,7 +138,10 @@ pub fn check_busy_poll(observation: &NetworkObservation) -> Check {
     if spinning {
         Check::ok(NAME, format!("{found} (µs): socket waits spin on the CPU, lower latency for CPU taken from shards"))
     } else {
-        Check::ok(NAME, format!("{found}: off, socket waits sleep and io_uring does the waiting"))
+        Check::ok(
+            NAME,
+            format!("{found}: off, socket waits sleep and io_uring does the waiting"),
+        )
     }
 }
 
@@ -159,7 +164,10 @@ mod tests {
     #[test]
     fn parses_tcp_buffers() {
         let buffer = parse_tcp_buffer("4096\t16384\t4194304\n").unwrap();
-        assert_eq!((buffer.min, buffer.default, buffer.max), (4096, 16384, 4194304));
+        assert_eq!(
+            (buffer.min, buffer.default, buffer.max),
+            (4096, 16384, 4194304)
+        );
         assert_eq!(parse_tcp_buffer("1 2"), None);
         assert_eq!(parse_tcp_buffer("1 2 3 4"), None);
         assert_eq!(buffer.to_sysctl(), "4096\t16384\t4194304");
@@ -172,7 +180,11 @@ mod tests {
         assert_eq!(check_tcp_rmem(&host).status, Status::Ok);
         let wmem = check_tcp_wmem(&host);
         assert_eq!(wmem.status, Status::Warn);
-        assert!(wmem.found.starts_with("4096 16384 4194304 (max 4 MiB)"), "{}", wmem.found);
+        assert!(
+            wmem.found.starts_with("4096 16384 4194304 (max 4 MiB)"),
+            "{}",
+            wmem.found
+        );
         assert!(wmem.remedy.unwrap().contains("\"4096 16384 16777216\""));
         assert_eq!(check_busy_poll(&host).status, Status::Ok);
     }

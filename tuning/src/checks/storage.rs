@@ -186,7 +186,9 @@ pub fn existing_ancestor(path: &Path) -> PathBuf {
     let mut candidate = absolute.as_path();
     loop {
         if candidate.is_dir() {
-            return candidate.canonicalize().unwrap_or_else(|_| candidate.to_path_buf());
+            return candidate
+                .canonicalize()
+                .unwrap_or_else(|_| candidate.to_path_buf());
         }
         match candidate.parent() {
             Some(parent) => candidate = parent,
@@ -200,7 +202,9 @@ fn path_to_cstring(path: &Path) -> Option<CString> {
 }
 
 fn last_errno() -> i32 {
-    std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
+    std::io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
 }
 
 fn statfs_magic(path: &Path) -> Result<u64, i32> {
@@ -212,7 +216,6 @@ fn statfs_magic(path: &Path) -> Result<u64, i32> {
         return Err(last_errno());
     }
     // Magic numbers are 32 bits; f_type is a signed word on some targets.
-    #[allow(clippy::unnecessary_cast)]
     Ok(buffer.f_type as u64 & 0xFFFF_FFFF)
 }
 
@@ -242,7 +245,9 @@ pub fn probe_direct_io(dir: &Path) -> DirectIoProbe {
     // SAFETY: a NUL-terminated path; the returned descriptor is owned below.
     let raw = unsafe { libc::open(cpath.as_ptr(), flags, 0o600) };
     if raw < 0 {
-        return DirectIoProbe::OpenFailed { errno: last_errno() };
+        return DirectIoProbe::OpenFailed {
+            errno: last_errno(),
+        };
     }
     // SAFETY: `raw` is a descriptor we just opened and nothing else owns.
     let file = unsafe { OwnedFd::from_raw_fd(raw) };
@@ -255,16 +260,12 @@ pub fn probe_direct_io(dir: &Path) -> DirectIoProbe {
     let buffer = AlignedBuffer::patterned(DIRECT_IO_ALIGN, 0x5eed);
     // SAFETY: the buffer holds DIRECT_IO_ALIGN initialised bytes and
     // outlives the synchronous call.
-    let written = unsafe {
-        libc::pwrite(
-            file.as_raw_fd(),
-            buffer.as_ptr().cast(),
-            buffer.len(),
-            0,
-        )
-    };
+    let written =
+        unsafe { libc::pwrite(file.as_raw_fd(), buffer.as_ptr().cast(), buffer.len(), 0) };
     if written < 0 {
-        return DirectIoProbe::WriteFailed { errno: last_errno() };
+        return DirectIoProbe::WriteFailed {
+            errno: last_errno(),
+        };
     }
     if written as usize != buffer.len() {
         return DirectIoProbe::WriteFailed { errno: libc::EIO };
@@ -292,7 +293,10 @@ fn direct_io_alignment(file: &OwnedFd) -> (Option<u32>, Option<u32>) {
     if result != 0 || stat.stx_mask & libc::STATX_DIOALIGN == 0 || stat.stx_dio_offset_align == 0 {
         return (None, None);
     }
-    (Some(stat.stx_dio_mem_align), Some(stat.stx_dio_offset_align))
+    (
+        Some(stat.stx_dio_mem_align),
+        Some(stat.stx_dio_offset_align),
+    )
 }
 
 /// Examines the live data directory.
@@ -368,7 +372,8 @@ pub fn check_direct_io(observation: &DataDirObservation) -> Check {
                 (Some(memory), Some(offset)) => {
                     format!("needs {memory}-byte memory and {offset}-byte offset alignment")
                 }
-                _ => "alignment not reported by the filesystem (statx DIOALIGN, Linux 6.1+)".to_string(),
+                _ => "alignment not reported by the filesystem (statx DIOALIGN, Linux 6.1+)"
+                    .to_string(),
             };
             match dio_offset_align {
                 Some(offset) if *offset as usize > DIRECT_IO_ALIGN => Check::fail(
@@ -420,7 +425,11 @@ mod tests {
 
     const MOUNTINFO: &str = include_str!("../../tests/fixtures/mountinfo_vm");
 
-    fn observation(fs_magic: u64, mount: Option<MountEntry>, direct_io: DirectIoProbe) -> DataDirObservation {
+    fn observation(
+        fs_magic: u64,
+        mount: Option<MountEntry>,
+        direct_io: DirectIoProbe,
+    ) -> DataDirObservation {
         DataDirObservation {
             requested: PathBuf::from("/"),
             probed: PathBuf::from("/"),
@@ -462,14 +471,22 @@ mod tests {
         assert_eq!(check.found, "ext4 on /dev/vda at / for /");
         let direct = check_direct_io(&observation(magic::EXT4, None, written()));
         assert_eq!(direct.status, Status::Ok);
-        assert!(direct.found.contains("512-byte offset alignment"), "{}", direct.found);
+        assert!(
+            direct.found.contains("512-byte offset alignment"),
+            "{}",
+            direct.found
+        );
     }
 
     #[test]
     fn tmpfs_fails_and_so_does_its_o_direct_einval() {
         let check = check_filesystem(&observation(magic::TMPFS, None, written()));
         assert_eq!(check.status, Status::Fail);
-        assert!(check.found.starts_with("tmpfs (magic 0x1021994)"), "{}", check.found);
+        assert!(
+            check.found.starts_with("tmpfs (magic 0x1021994)"),
+            "{}",
+            check.found
+        );
         assert!(check.remedy.unwrap().contains("ext4 or xfs"));
         let refused = observation(
             magic::TMPFS,
@@ -486,8 +503,14 @@ mod tests {
 
     #[test]
     fn overlay_and_btrfs_warn_unknown_warns() {
-        assert_eq!(check_filesystem(&observation(magic::OVERLAYFS, None, written())).status, Status::Warn);
-        assert_eq!(check_filesystem(&observation(magic::BTRFS, None, written())).status, Status::Warn);
+        assert_eq!(
+            check_filesystem(&observation(magic::OVERLAYFS, None, written())).status,
+            Status::Warn
+        );
+        assert_eq!(
+            check_filesystem(&observation(magic::BTRFS, None, written())).status,
+            Status::Warn
+        );
         let unknown = check_filesystem(&observation(0x1234, None, written()));
         assert_eq!(unknown.status, Status::Warn);
         assert!(unknown.found.contains("0x1234"));
@@ -499,7 +522,10 @@ mod tests {
             dio_mem_align: Some(4),
             dio_offset_align: Some(8192),
         };
-        assert_eq!(check_direct_io(&observation(magic::XFS, None, big)).status, Status::Fail);
+        assert_eq!(
+            check_direct_io(&observation(magic::XFS, None, big)).status,
+            Status::Fail
+        );
         let read_only = DirectIoProbe::OpenFailed { errno: libc::EROFS };
         let check = check_direct_io(&observation(magic::XFS, None, read_only));
         assert!(check.remedy.unwrap().contains("read-write"));
@@ -513,6 +539,8 @@ mod tests {
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
         let missing = observe(&dir.path().join("not/yet"));
         assert_eq!(missing.probed, dir.path().canonicalize().unwrap());
-        assert!(check_filesystem(&missing).found.contains("does not exist yet"));
+        assert!(check_filesystem(&missing)
+            .found
+            .contains("does not exist yet"));
     }
 }

@@ -26,6 +26,18 @@ use crate::aligned::{AlignedBuffer, DIRECT_IO_ALIGN};
 pub(crate) const BLOCK_BYTES_MAX: usize = 64 << 20;
 pub(crate) const QUEUE_DEPTH_MAX: usize = 256;
 
+/// How a scratch file's space is reserved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Preallocation {
+    /// The file has its full size at once: writes fill reserved space and
+    /// never change the size (the device's bandwidth, without metadata).
+    SetSize,
+    /// `FALLOC_FL_KEEP_SIZE`: space is reserved but every append extends
+    /// the size, as the engine's preallocated segments do, so a sync after
+    /// an append commits the new size too.
+    KeepSize,
+}
+
 /// A scratch file for measurements, opened O_DIRECT and already unlinked.
 #[derive(Debug)]
 pub(crate) struct TestFile {
@@ -39,8 +51,12 @@ pub(crate) struct TestFile {
 
 impl TestFile {
     /// Creates, unlinks and preallocates a `size_bytes` file in `dir`.
-    pub(crate) fn create(dir: &Path, size_bytes: u64) -> io::Result<Self> {
-        assert!(size_bytes > 0 && size_bytes % DIRECT_IO_ALIGN as u64 == 0);
+    pub(crate) fn create(
+        dir: &Path,
+        size_bytes: u64,
+        preallocation: Preallocation,
+    ) -> io::Result<Self> {
+        assert!(size_bytes > 0 && size_bytes & (DIRECT_IO_ALIGN as u64 - 1) == 0);
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos());
@@ -56,14 +72,24 @@ impl TestFile {
         // The descriptor keeps the inode alive; with the name gone nothing
         // is left behind, however the process ends.
         std::fs::remove_file(&path)?;
+        let mode = match preallocation {
+            Preallocation::SetSize => 0,
+            Preallocation::KeepSize => libc::FALLOC_FL_KEEP_SIZE,
+        };
         // SAFETY: fallocate on a descriptor we own; no memory is involved.
-        let result = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, size_bytes as libc::off_t) };
+        let result =
+            unsafe { libc::fallocate(file.as_raw_fd(), mode, 0, size_bytes as libc::off_t) };
         if result != 0 {
             let error = io::Error::last_os_error();
             if error.raw_os_error() != Some(libc::EOPNOTSUPP) {
-                return Err(with_context(error, format!("preallocate {size_bytes} bytes")));
+                return Err(with_context(
+                    error,
+                    format!("preallocate {size_bytes} bytes"),
+                ));
             }
-            file.set_len(size_bytes)?;
+            if preallocation == Preallocation::SetSize {
+                file.set_len(size_bytes)?;
+            }
         }
         Ok(Self {
             file,
@@ -80,7 +106,13 @@ impl TestFile {
 /// Wraps an I/O error with what was being done, keeping its kind and
 /// its cause.
 pub(crate) fn with_context(error: io::Error, what: String) -> io::Error {
-    io::Error::new(error.kind(), Context { what, source: error })
+    io::Error::new(
+        error.kind(),
+        Context {
+            what,
+            source: error,
+        },
+    )
 }
 
 #[derive(Debug)]
@@ -131,7 +163,8 @@ pub(crate) struct RunResult {
 }
 
 pub(crate) fn validate(block_bytes: usize, queue_depth: usize) -> io::Result<()> {
-    if block_bytes == 0 || block_bytes % DIRECT_IO_ALIGN != 0 || block_bytes > BLOCK_BYTES_MAX {
+    if block_bytes == 0 || block_bytes & (DIRECT_IO_ALIGN - 1) != 0 || block_bytes > BLOCK_BYTES_MAX
+    {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             format!("block size {block_bytes} must be a multiple of {DIRECT_IO_ALIGN} up to {BLOCK_BYTES_MAX}"),
@@ -168,13 +201,18 @@ pub(crate) fn run_sequential(file: &mut TestFile, run: Run) -> io::Result<RunRes
     validate(run.block_bytes, run.queue_depth)?;
     let block = run.block_bytes as u64;
     let region = (run.region_bytes.min(file.size_bytes) / block) * block;
-    assert!(region >= block, "region {region} smaller than one block {block}");
+    assert!(
+        region >= block,
+        "region {region} smaller than one block {block}"
+    );
     let mut ring = new_ring(run.queue_depth)?;
     let fd = types::Fd(file.file.as_raw_fd());
 
     let mut buffers: Vec<AlignedBuffer> = (0..run.queue_depth)
         .map(|slot| match run.direction {
-            Direction::Write => AlignedBuffer::patterned(run.block_bytes, 0x9e37_79b9 + slot as u64),
+            Direction::Write => {
+                AlignedBuffer::patterned(run.block_bytes, 0x9e37_79b9 + slot as u64)
+            }
             Direction::Read => AlignedBuffer::zeroed(run.block_bytes),
         })
         .collect();
@@ -240,7 +278,10 @@ pub(crate) fn run_sequential(file: &mut TestFile, run: Run) -> io::Result<RunRes
             } else if result as u64 != block {
                 first_error.get_or_insert(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
-                    format!("short {:?}: {result} of {block} bytes at offset {}", run.direction, slot_offsets[slot]),
+                    format!(
+                        "short {:?}: {result} of {block} bytes at offset {}",
+                        run.direction, slot_offsets[slot]
+                    ),
                 ));
             } else {
                 bytes += block;
@@ -269,8 +310,9 @@ pub(crate) fn run_sequential(file: &mut TestFile, run: Run) -> io::Result<RunRes
 
 /// Appends 4 KiB blocks to `file` with O_DIRECT and times the fdatasync
 /// after each, through io_uring's FSYNC with the DATASYNC flag, until
-/// `duration` or `samples_max`. Each sync commits a fresh extent of the
-/// preallocated file, as the broker's acks=all does on a new segment.
+/// `duration` or `samples_max`. On a [`Preallocation::KeepSize`] file each
+/// sync commits a fresh extent and a new file size, as the broker's
+/// acks=all does on its preallocated segments.
 pub(crate) fn fdatasync_latencies(
     file: &mut TestFile,
     duration: Duration,
@@ -283,7 +325,10 @@ pub(crate) fn fdatasync_latencies(
     let mut latencies = Vec::new();
     let deadline = Instant::now() + duration;
     let mut offset = 0u64;
-    while latencies.len() < samples_max && offset + block <= file.size_bytes && Instant::now() < deadline {
+    while latencies.len() < samples_max
+        && offset + block <= file.size_bytes
+        && Instant::now() < deadline
+    {
         let write = opcode::Write::new(fd, buffer.as_ptr(), block as u32)
             .offset(offset)
             .build()
@@ -334,8 +379,12 @@ mod tests {
     #[test]
     fn writes_then_reads_only_what_was_written() {
         let dir = tempfile::tempdir().unwrap();
-        let mut file = TestFile::create(dir.path(), 8 << 20).unwrap();
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "name removed at once");
+        let mut file = TestFile::create(dir.path(), 8 << 20, Preallocation::SetSize).unwrap();
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "name removed at once"
+        );
         let write = Run {
             direction: Direction::Write,
             block_bytes: 64 << 10,
@@ -365,7 +414,7 @@ mod tests {
     #[test]
     fn fdatasync_latencies_are_bounded_by_count() {
         let dir = tempfile::tempdir().unwrap();
-        let mut file = TestFile::create(dir.path(), 1 << 20).unwrap();
+        let mut file = TestFile::create(dir.path(), 1 << 20, Preallocation::KeepSize).unwrap();
         let latencies = fdatasync_latencies(&mut file, Duration::from_secs(5), 8).unwrap();
         assert_eq!(latencies.len(), 8);
         assert!(latencies.iter().all(|l| *l > Duration::ZERO));
