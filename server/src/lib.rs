@@ -11,6 +11,7 @@ pub mod api;
 pub mod broker;
 pub mod config;
 pub mod errors;
+pub mod group;
 pub mod http;
 pub mod mesh;
 pub mod metrics;
