@@ -86,10 +86,9 @@ impl fmt::Display for BatchError {
             Self::Crc { stored, computed } => {
                 write!(f, "record batch CRC mismatch: stored {stored:#010x}, computed {computed:#010x}")
             }
-            Self::RecordCount { records_count, last_offset_delta } => write!(
-                f,
-                "records_count {records_count} does not match last_offset_delta {last_offset_delta}"
-            ),
+            Self::RecordCount { records_count, last_offset_delta } => {
+                write!(f, "records_count {records_count} does not match last_offset_delta {last_offset_delta}")
+            }
             Self::Records { reason } => write!(f, "invalid records in uncompressed batch: {reason}"),
             Self::TooLarge { size, max } => {
                 write!(f, "record batch of {size} bytes exceeds max.message.bytes {max}")
@@ -171,8 +170,11 @@ impl BatchHeader {
         self.batch_length as usize + LOG_OVERHEAD_BYTES
     }
 
+    /// `base_offset + last_offset_delta`, saturating: `base_offset` lies
+    /// outside the CRC, so on a damaged device it can be anything, and
+    /// recovery must call such a batch corrupt rather than overflow.
     pub fn last_offset(&self) -> i64 {
-        self.base_offset + i64::from(self.last_offset_delta)
+        self.base_offset.saturating_add(i64::from(self.last_offset_delta))
     }
 
     pub fn compression(&self) -> Compression {
@@ -257,12 +259,8 @@ pub fn split_batches(bytes: &[u8]) -> Result<Vec<(std::ops::Range<usize>, BatchH
         let rest = &bytes[at..];
         let size = match peek_size(rest) {
             Some(size) if size >= HEADER_BYTES as i64 => size as usize,
-            Some(_) => {
-                return Err(BatchError::Length { batch_length: be_i32(rest, BATCH_LENGTH_AT) })
-            }
-            None => {
-                return Err(BatchError::Truncated { needed: LOG_OVERHEAD_BYTES, available: rest.len() })
-            }
+            Some(_) => return Err(BatchError::Length { batch_length: be_i32(rest, BATCH_LENGTH_AT) }),
+            None => return Err(BatchError::Truncated { needed: LOG_OVERHEAD_BYTES, available: rest.len() }),
         };
         if size > rest.len() {
             return Err(BatchError::Truncated { needed: size, available: rest.len() });
@@ -304,6 +302,13 @@ fn check_record_framing(records: &[u8], records_count: i32) -> Result<(), BatchE
         if length as u64 > (records.len() - at) as u64 {
             return Err(BatchError::Records { reason: "record extends past the batch" });
         }
+        // The fields read back later (for lookups by timestamp) must parse:
+        // attributes i8, timestamp delta and offset delta varints.
+        let record = &records[at..at + length as usize];
+        let deltas = read_varint(&record[1..]).and_then(|(_, used)| read_varint(&record[1 + used..]));
+        if deltas.is_none() {
+            return Err(BatchError::Records { reason: "record timestamp or offset delta is not a valid varint" });
+        }
         at += length as usize;
     }
     if at != records.len() {
@@ -322,7 +327,8 @@ pub fn uncompressed_record_deltas(batch: &[u8]) -> Option<Vec<(i64, i64)>> {
     }
     let records = batch.get(HEADER_BYTES..)?;
     let mut at = 0usize;
-    let mut out = Vec::with_capacity(header.records_count.max(0) as usize);
+    // Bounded by the bytes present: the count may come from damaged data.
+    let mut out = Vec::with_capacity((header.records_count.max(0) as usize).min(records.len()));
     for _ in 0..header.records_count {
         let (length, used) = read_varint(records.get(at..)?)?;
         let start = at + used;

@@ -55,17 +55,20 @@ impl From<BatchError> for AppendError {
 #[derive(Debug)]
 pub enum ReadError {
     /// The offset is before the log start or after the log end.
-    OffsetOutOfRange { offset: i64, log_start_offset: i64, log_end_offset: i64 },
+    OffsetOutOfRange {
+        offset: i64,
+        log_start_offset: i64,
+        log_end_offset: i64,
+    },
     Io(io::Error),
 }
 
 impl fmt::Display for ReadError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::OffsetOutOfRange { offset, log_start_offset, log_end_offset } => write!(
-                f,
-                "offset {offset} is out of range [{log_start_offset}, {log_end_offset}]"
-            ),
+            Self::OffsetOutOfRange { offset, log_start_offset, log_end_offset } => {
+                write!(f, "offset {offset} is out of range [{log_start_offset}, {log_end_offset}]")
+            }
             Self::Io(e) => write!(f, "read failed: {e}"),
         }
     }

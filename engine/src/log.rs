@@ -314,7 +314,8 @@ impl<S: Storage> LogInner<S> {
                     }
                     if piece_end == padded_end {
                         let tail_start = align_down(region_end, alignment);
-                        new_tail = out[(tail_start - piece_start) as usize..(region_end - piece_start) as usize].to_vec();
+                        new_tail =
+                            out[(tail_start - piece_start) as usize..(region_end - piece_start) as usize].to_vec();
                     }
                     pieces.push((segment.file.clone(), buf, piece_start));
                     piece_start = piece_end;
@@ -329,6 +330,14 @@ impl<S: Storage> LogInner<S> {
                 let active = st.active().file.clone();
                 if !sync_files.iter().any(|f| Rc::ptr_eq(f, &active)) {
                     sync_files.push(active);
+                }
+                // A segment sealed since an earlier round wrote it (unsynced)
+                // holds offsets below `target` too: the durable offset may
+                // move only once it is synced, not when it is finished later.
+                for segment in st.segments.iter().filter(|s| s.sealed && !s.finished) {
+                    if !sync_files.iter().any(|f| Rc::ptr_eq(f, &segment.file)) {
+                        sync_files.push(segment.file.clone());
+                    }
                 }
             }
             let handed_bytes = st.unflushed_bytes;
@@ -696,7 +705,12 @@ impl<S: Storage> Log<S> {
     /// first batch is returned whole even if larger) and below `max_offset`
     /// (for example the high watermark). Tail reads come from the cache;
     /// older data from aligned DMA reads of the segment.
-    pub async fn read(&self, offset: i64, max_bytes: usize, max_offset: i64) -> Result<ReadBatches<ReadBufOf<S>>, ReadError> {
+    pub async fn read(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        max_offset: i64,
+    ) -> Result<ReadBatches<ReadBufOf<S>>, ReadError> {
         let mut segment_cursor: Option<usize>;
         let mut read = {
             let st = self.inner.state.borrow();
@@ -747,11 +761,15 @@ impl<S: Storage> Log<S> {
                 let (_, position) = segment.meta.offset_index.lookup(relative as u32);
                 (segment.file.clone(), u64::from(position), segment.flushed, segment.base_offset())
             };
-            if base >= max_offset {
+            // Go on into the next segment until a limit is reached, so a cold
+            // read answers as a read from the tail cache does; but only where
+            // the last batch ended (a flush or retention may have run
+            // meanwhile, and batches must stay contiguous).
+            if base >= max_offset || (!read.chunks.is_empty() && base != read.next_offset) {
                 break;
             }
-            read_segment::<S>(&file, start, end, offset, max_offset, max_bytes, &mut read).await?;
-            if !read.chunks.is_empty() {
+            let limit_reached = read_segment::<S>(&file, start, end, offset, max_offset, max_bytes, &mut read).await?;
+            if limit_reached {
                 break;
             }
             segment_cursor = Some(k + 1);
@@ -791,7 +809,8 @@ impl<S: Storage> Log<S> {
                     if header.is_log_append_time() || header.compression() != Compression::None {
                         return Ok(Some((header.base_offset.max(offset), header.max_timestamp)));
                     }
-                    for (offset_delta, timestamp_delta) in batch::uncompressed_record_deltas(bytes).unwrap_or_default() {
+                    for (offset_delta, timestamp_delta) in batch::uncompressed_record_deltas(bytes).unwrap_or_default()
+                    {
                         let record_timestamp = header.base_timestamp + timestamp_delta;
                         let record_offset = header.base_offset + offset_delta;
                         if record_timestamp >= timestamp && record_offset >= offset {
@@ -842,7 +861,9 @@ impl<S: Storage> Log<S> {
     pub async fn enforce_retention(&self) -> Result<RetentionOutcome, AppendError> {
         let now_ms = self.inner.shard.clock.now_ms();
         let expired = |config: &LogConfig, segment: &Segment<S::File>| {
-            config.retention_ms >= 0 && segment.meta.max_timestamp >= 0 && segment.meta.max_timestamp < now_ms - config.retention_ms
+            config.retention_ms >= 0
+                && segment.meta.max_timestamp >= 0
+                && segment.meta.max_timestamp < now_ms - config.retention_ms
         };
         let roll_active = {
             let st = self.inner.state.borrow();
@@ -875,7 +896,8 @@ impl<S: Storage> Log<S> {
                 if !first.finished {
                     break;
                 }
-                let by_size = st.config.retention_bytes >= 0 && total - first.meta.size >= st.config.retention_bytes as u64;
+                let by_size =
+                    st.config.retention_bytes >= 0 && total - first.meta.size >= st.config.retention_bytes as u64;
                 if !(expired(&st.config, first) || by_size) {
                     break;
                 }
@@ -897,7 +919,8 @@ impl<S: Storage> Log<S> {
         let storage = &self.inner.shard.storage;
         for segment in doomed {
             tracing::info!(log = %self.inner.dir.display(), base_offset = segment.base_offset(), "retention deletes segment");
-            let (log_path, index_path, time_index_path) = (segment.log_path.clone(), segment.index_path(), segment.time_index_path());
+            let (log_path, index_path, time_index_path) =
+                (segment.log_path.clone(), segment.index_path(), segment.time_index_path());
             let _ = segment.file.clone().close().await;
             for path in [log_path, index_path, time_index_path] {
                 if let Err(e) = storage.remove_file(&path).await {
@@ -941,7 +964,14 @@ impl<S: Storage> Log<S> {
         let (file, base, size, interval, index_path, time_index_path) = {
             let st = self.inner.state.borrow();
             let s = &st.segments[keep];
-            (s.file.clone(), s.base_offset(), s.meta.size, st.config.index_interval_bytes, s.index_path(), s.time_index_path())
+            (
+                s.file.clone(),
+                s.base_offset(),
+                s.meta.size,
+                st.config.index_interval_bytes,
+                s.index_path(),
+                s.time_index_path(),
+            )
         };
         let scanned = crate::segment::scan::<S>(&file, base, size, interval).await.map_err(io_err)?;
         let mut meta = SegmentMeta::new(base);
@@ -1071,7 +1101,9 @@ async fn read_exact<S: Storage>(file: &S::File, position: u64, len: usize) -> io
 
 /// Collects whole batches of one segment file into `read`, starting the
 /// scan at `position` (a batch boundary at or before `offset`) and never
-/// reading at or past `end` (the bytes written to the device).
+/// reading at or past `end` (the bytes written to the device). Returns
+/// whether it stopped at `max_offset` or `max_bytes` (rather than at the
+/// end of the segment's data).
 async fn read_segment<S: Storage>(
     file: &Rc<S::File>,
     mut position: u64,
@@ -1080,7 +1112,7 @@ async fn read_segment<S: Storage>(
     max_offset: i64,
     max_bytes: usize,
     read: &mut ReadBatches<ReadBufOf<S>>,
-) -> Result<(), ReadError> {
+) -> Result<bool, ReadError> {
     const WINDOW_BYTES_MIN: u64 = 64 << 10;
     const WINDOW_BYTES_MAX: u64 = 8 << 20;
     let alignment = file.alignment();
@@ -1088,7 +1120,7 @@ async fn read_segment<S: Storage>(
     // Each pass either returns or moves forward; bound them anyway.
     for _ in 0..1024 {
         if position >= end {
-            return Ok(());
+            return Ok(false);
         }
         let start = align_down(position, alignment);
         let stop = align_up((position + window).min(end), alignment);
@@ -1097,15 +1129,15 @@ async fn read_segment<S: Storage>(
         let mut at = (position - start) as usize;
         let mut grow = false;
         while at + HEADER_BYTES <= valid {
-            let Ok(header) = BatchHeader::parse(&buf[at..valid]) else { return Ok(()) };
+            let Ok(header) = BatchHeader::parse(&buf[at..valid]) else { return Ok(false) };
             if header.batch_length < (HEADER_BYTES - batch::LOG_OVERHEAD_BYTES) as i32 {
-                return Ok(());
+                return Ok(false);
             }
             let size = header.size();
             if at + size > valid {
                 if start + (at + size) as u64 > end {
                     // Announced past the written end: nothing more to read.
-                    return Ok(());
+                    return Ok(false);
                 }
                 // The batch is larger than what is left of the window.
                 window = window.max(size as u64 + alignment as u64);
@@ -1114,7 +1146,7 @@ async fn read_segment<S: Storage>(
             }
             if header.last_offset() >= offset {
                 if header.base_offset >= max_offset || (!read.chunks.is_empty() && read.bytes + size > max_bytes) {
-                    return Ok(());
+                    return Ok(true);
                 }
                 read.chunks.push(Chunk::Disk(S::File::slice(&buf, at, size)));
                 read.bytes += size;
@@ -1123,12 +1155,11 @@ async fn read_segment<S: Storage>(
             at += size;
             position = start + at as u64;
         }
-        if !read.chunks.is_empty() || !grow && start + valid as u64 >= end {
-            return Ok(());
+        // The segment's data (or the file) ended inside this window.
+        if !grow && (start + valid as u64 >= end || valid < (stop - start) as usize) {
+            return Ok(false);
         }
-        if !grow && at + HEADER_BYTES > valid && valid < buf.len().min((stop - start) as usize) {
-            return Ok(());
-        }
+        // Otherwise the window ended first: read on from `position`.
     }
-    Ok(())
+    Ok(false)
 }

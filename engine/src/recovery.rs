@@ -5,14 +5,17 @@
 //! Rules, in order:
 //! - Stray `*.tmp` files (an interrupted index or checkpoint write) are removed.
 //! - A segment wholly below the recovery point is trusted: its indexes are
-//!   loaded, or rebuilt by a scan if missing or damaged.
+//!   loaded, or rebuilt by a scan if missing or damaged (and written back,
+//!   as for every sealed segment recovery scans).
 //! - The last segment is trusted if its indexes load and a scan from its
 //!   last index entry ends exactly at the end of the file and at the
 //!   recovery point (a clean shutdown); otherwise it is scanned whole.
 //! - A scan checks every batch's length, magic, CRC-32C, record count and
 //!   offset order and stops at the first bad one: the file is truncated
 //!   there and every later segment is deleted, since nothing after a torn
-//!   or corrupt batch was ever acknowledged as durable.
+//!   or corrupt batch was ever acknowledged as durable. The same holds when
+//!   a scanned segment ends before the next segment's base offset (its tail
+//!   was lost): later segments would leave a hole in the offsets.
 //! - The last segment becomes the active one; its last partial block is read
 //!   back into memory to be rewritten whole on the next flush.
 
@@ -23,7 +26,7 @@ use std::rc::Rc;
 
 use crate::config::LogConfig;
 use crate::index::{OffsetIndex, TimeIndex};
-use crate::io::{align_down, read_file, OpenMode, Storage, StorageFile};
+use crate::io::{align_down, read_file, write_file_atomic, OpenMode, Storage, StorageFile};
 use crate::log::{parse_recovery_point, write_recovery_point, LogState, RECOVERY_POINT_FILE};
 use crate::segment::{parse_segment_file_name, scan, scan_from, segment_file_name, ScanStop, Segment, SegmentMeta};
 use crate::shard::Shard;
@@ -91,7 +94,8 @@ pub(crate) async fn load<S: Storage>(shard: &Rc<Shard<S>>, dir: &Path, config: L
                 loaded.next_offset = base + i64::from(last_relative);
                 loaded.bytes_since_index = 0;
                 let tail = scan_from::<S>(&file, loaded, file_size, interval).await?;
-                if tail.stop == ScanStop::End && tail.meta.size == file_size && tail.meta.next_offset == recovery_point {
+                if tail.stop == ScanStop::End && tail.meta.size == file_size && tail.meta.next_offset == recovery_point
+                {
                     meta = Some(tail.meta);
                 }
             }
@@ -118,7 +122,12 @@ pub(crate) async fn load<S: Storage>(shard: &Rc<Shard<S>>, dir: &Path, config: L
                     file.fdatasync().await?;
                     changed = true;
                 }
-                if scanned.stop != ScanStop::End {
+                // A scanned segment that ends before the next one begins lost
+                // its tail (a roll whose data never reached the device): the
+                // later segments would leave a hole in the offsets.
+                let ends_short =
+                    bases.get(i + 1).is_some_and(|&next| next > recovery_point && scanned.meta.next_offset != next);
+                if scanned.stop != ScanStop::End || ends_short {
                     // Nothing after a bad batch can be trusted.
                     for &later in &bases[i + 1..] {
                         for extension in ["log", "index", "timeindex"] {
@@ -130,6 +139,14 @@ pub(crate) async fn load<S: Storage>(shard: &Rc<Shard<S>>, dir: &Path, config: L
                     segments.push_back(segment);
                     changed = true;
                     break;
+                }
+                if !is_last {
+                    // A sealed segment keeps its indexes on disk, so the next
+                    // open loads them instead of scanning it again.
+                    let index = scanned.meta.offset_index.to_bytes();
+                    write_file_atomic(storage, &log_path.with_extension("index"), &index).await?;
+                    let time_index = scanned.meta.time_index.to_bytes();
+                    write_file_atomic(storage, &log_path.with_extension("timeindex"), &time_index).await?;
                 }
                 scanned.meta
             }

@@ -64,16 +64,20 @@ impl SegmentMeta {
     /// Records a batch stored at `position` in the indexes and counters.
     pub fn note_batch(&mut self, header: &BatchHeader, position: u64, index_interval_bytes: u32) {
         let relative = (header.base_offset - self.base_offset) as u32;
-        if self.bytes_since_index >= u64::from(index_interval_bytes) {
-            self.offset_index.push(relative, position as u32);
-            self.bytes_since_index = 0;
-            self.time_index.maybe_push(header.max_timestamp, relative);
-        }
-        self.bytes_since_index += header.size() as u64;
         if header.max_timestamp > self.max_timestamp {
             self.max_timestamp = header.max_timestamp;
             self.max_timestamp_offset = relative;
         }
+        if self.bytes_since_index >= u64::from(index_interval_bytes) {
+            self.offset_index.push(relative, position as u32);
+            self.bytes_since_index = 0;
+            // The largest timestamp so far and the batch holding it (as Kafka
+            // does), not this batch's: with producers' clocks out of order an
+            // unindexed earlier batch may carry a larger timestamp, and a
+            // lookup must never start past it.
+            self.time_index.maybe_push(self.max_timestamp, self.max_timestamp_offset);
+        }
+        self.bytes_since_index += header.size() as u64;
         self.next_offset = header.last_offset() + 1;
         self.size = position + header.size() as u64;
     }

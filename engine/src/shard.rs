@@ -226,7 +226,12 @@ impl<S: Storage> std::fmt::Debug for Engine<S> {
 impl<S: Storage> Engine<S> {
     /// Prepares each data directory (see `io::dma` for why) and starts the
     /// flusher on the current glommio executor.
-    pub async fn start(storage: S, config: EngineConfig, clock: Rc<dyn Clock>, data_dirs: &[PathBuf]) -> std::io::Result<Self> {
+    pub async fn start(
+        storage: S,
+        config: EngineConfig,
+        clock: Rc<dyn Clock>,
+        data_dirs: &[PathBuf],
+    ) -> std::io::Result<Self> {
         for dir in data_dirs {
             storage.prepare_dir(dir).await?;
         }

@@ -43,9 +43,10 @@ fn crash_child() {
     let round: u64 = std::env::var("PINION_CRASH_ROUND").unwrap().parse().unwrap();
     let data_dir = std::path::PathBuf::from(dir);
     run_executor("crash-child", Placement::Unbound, move || async move {
-        let engine = Engine::start(DmaStorage, EngineConfig::default(), Rc::new(SystemClock), &[data_dir.clone()])
-            .await
-            .unwrap();
+        let engine =
+            Engine::start(DmaStorage, EngineConfig::default(), Rc::new(SystemClock), std::slice::from_ref(&data_dir))
+                .await
+                .unwrap();
         let log = engine.open_log(&data_dir.join("crash-0"), log_config()).await.unwrap();
         println!("OPENED {}", log.log_end_offset());
         let in_flight = Rc::new(std::cell::Cell::new(0usize));
@@ -150,9 +151,10 @@ fn durable_batches_survive_sigkill() {
     let durable = std::sync::Arc::new(durable);
     let expected = durable.clone();
     run_executor("crash-check", Placement::Unbound, move || async move {
-        let engine = Engine::start(DmaStorage, EngineConfig::default(), Rc::new(SystemClock), &[data_dir.clone()])
-            .await
-            .unwrap();
+        let engine =
+            Engine::start(DmaStorage, EngineConfig::default(), Rc::new(SystemClock), std::slice::from_ref(&data_dir))
+                .await
+                .unwrap();
         let log = engine.open_log(&data_dir.join("crash-0"), log_config()).await.unwrap();
         let mut stored: BTreeMap<i64, (usize, u32)> = BTreeMap::new();
         let mut offset = log.log_start_offset();

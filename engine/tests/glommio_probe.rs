@@ -21,9 +21,10 @@ fn cold_reads_work_on_a_fresh_data_dir() {
     let data_dir = dir.path().join("fresh");
     let check_dir = data_dir.clone();
     run_executor("probe", Placement::Unbound, move || async move {
-        let engine = Engine::start(DmaStorage, EngineConfig::default(), Rc::new(SystemClock), &[data_dir.clone()])
-            .await
-            .unwrap();
+        let engine =
+            Engine::start(DmaStorage, EngineConfig::default(), Rc::new(SystemClock), std::slice::from_ref(&data_dir))
+                .await
+                .unwrap();
         let log_dir = data_dir.join("t-0");
         let log = engine.open_log(&log_dir, LogConfig::default()).await.unwrap();
         let batch = build::batch(&[b"first value on a fresh device"], 1);

@@ -13,7 +13,10 @@ fn append_read_close_reopen_on_real_dma_files() {
     let path = dir.path().to_path_buf();
     run_executor("smoke", Placement::Unbound, move || async move {
         let log_dir = path.join("topic-0");
-        let engine = Engine::start(DmaStorage, EngineConfig::default(), Rc::new(SystemClock), &[path.clone()]).await.unwrap();
+        let engine =
+            Engine::start(DmaStorage, EngineConfig::default(), Rc::new(SystemClock), std::slice::from_ref(&path))
+                .await
+                .unwrap();
         let config = LogConfig { segment_bytes: 8 << 10, ..LogConfig::default() };
         let log = engine.open_log(&log_dir, config.clone()).await.unwrap();
         let mut sent = Vec::new();
@@ -39,7 +42,10 @@ fn append_read_close_reopen_on_real_dma_files() {
             for chunk in &read.chunks {
                 let mut at = 0;
                 while at < chunk.len() {
-                    let h = pinion_engine::batch::validate(&chunk[at..at + pinion_engine::batch::BatchHeader::parse(&chunk[at..]).unwrap().size()]).unwrap();
+                    let h = pinion_engine::batch::validate(
+                        &chunk[at..at + pinion_engine::batch::BatchHeader::parse(&chunk[at..]).unwrap().size()],
+                    )
+                    .unwrap();
                     assert_eq!(h.base_offset, batches * 2);
                     batches += 1;
                     at += h.size();

@@ -44,7 +44,8 @@ fn cluster_id(config: &ServerConfig) -> Result<String, String> {
 
 /// CPUs shards are pinned to, in order.
 fn shard_cpus(count: usize) -> Vec<Placement> {
-    let online: Vec<usize> = glommio::CpuSet::online().map(|set| set.into_iter().map(|l| l.cpu).collect()).unwrap_or_default();
+    let online: Vec<usize> =
+        glommio::CpuSet::online().map(|set| set.into_iter().map(|l| l.cpu).collect()).unwrap_or_default();
     (0..count)
         .map(|i| if online.is_empty() { Placement::Unbound } else { Placement::Fixed(online[i % online.len()]) })
         .collect()
@@ -74,7 +75,8 @@ pub fn run(mut config: ServerConfig, stop: Arc<AtomicBool>) -> Result<(), String
     let shards = config.shard_count();
     // Fixed here: inside a pinned shard, the available parallelism is 1.
     config.cores = shards;
-    std::fs::create_dir_all(&config.data_dir).map_err(|e| format!("cannot create data dir {}: {e}", config.data_dir.display()))?;
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| format!("cannot create data dir {}: {e}", config.data_dir.display()))?;
     if config.startup_checks {
         run_startup_checks(&config, shards)?;
     }
@@ -93,7 +95,8 @@ pub fn run(mut config: ServerConfig, stop: Arc<AtomicBool>) -> Result<(), String
         let stop = stop.clone();
         let cluster_id = cluster_id.clone();
         let options = ExecutorOptions {
-            spin_before_park: (config.spin_before_park_us > 0).then(|| Duration::from_micros(config.spin_before_park_us)),
+            spin_before_park: (config.spin_before_park_us > 0)
+                .then(|| Duration::from_micros(config.spin_before_park_us)),
         };
         let handle = spawn_executor_with(&format!("shard-{index}"), placement, options, move || async move {
             let result = run_shard(config, cluster_id, table, mesh, stop.clone()).await;
@@ -138,11 +141,20 @@ async fn run_shard(
         None => (None, None),
     };
     let shard_id = senders.as_ref().map(|s| s.peer_id()).unwrap_or(0);
-    let engine = Engine::start(DmaStorage, config.engine_config(), Rc::new(SystemClock), std::slice::from_ref(&config.data_dir))
-        .await
-        .map_err(|e| format!("shard {shard_id}: cannot start the storage engine in {}: {e}", config.data_dir.display()))?;
+    let engine =
+        Engine::start(DmaStorage, config.engine_config(), Rc::new(SystemClock), std::slice::from_ref(&config.data_dir))
+            .await
+            .map_err(|e| {
+                format!("shard {shard_id}: cannot start the storage engine in {}: {e}", config.data_dir.display())
+            })?;
     let listen = config.listen;
-    let ctx = Rc::new(ShardContext::new(config, cluster_id, engine, Mesh::new(shard_id, shard_count, senders), TopicTable::default()));
+    let ctx = Rc::new(ShardContext::new(
+        config,
+        cluster_id,
+        engine,
+        Mesh::new(shard_id, shard_count, senders),
+        TopicTable::default(),
+    ));
     ctx.apply_topic_table(table).await;
     if let Some(receivers) = receivers {
         serve_mesh(ctx.clone(), receivers);

@@ -228,9 +228,9 @@ impl ServerConfig {
         let mut merged = toml::Table::try_from(&base).map_err(|e| format!("cannot merge config: {e}"))?;
         if let Some(profile) = file.get("profile").and_then(|p| p.as_str()) {
             // A profile named in the file applies before the file's own keys.
-            let profile: Profile = toml::Value::String(profile.to_string())
-                .try_into()
-                .map_err(|_| format!("invalid profile {profile:?} in {}: expected latency or throughput", path.display()))?;
+            let profile: Profile = toml::Value::String(profile.to_string()).try_into().map_err(|_| {
+                format!("invalid profile {profile:?} in {}: expected latency or throughput", path.display())
+            })?;
             let mut profiled = base;
             profile.apply(&mut profiled);
             merged = toml::Table::try_from(&profiled).map_err(|e| format!("cannot merge config: {e}"))?;
@@ -315,7 +315,8 @@ mod tests {
     fn flags_override_file_which_overrides_defaults() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("pinion.toml");
-        std::fs::write(&path, "num_partitions = 6\nlisten = \"127.0.0.1:19092\"\nauto_create_topics = false\n").unwrap();
+        std::fs::write(&path, "num_partitions = 6\nlisten = \"127.0.0.1:19092\"\nauto_create_topics = false\n")
+            .unwrap();
         let args = ServeArgs { config: Some(path), num_partitions: Some(3), ..ServeArgs::default() };
         let config = ServerConfig::load(&args).unwrap();
         assert_eq!(config.num_partitions, 3);
@@ -326,7 +327,8 @@ mod tests {
 
     #[test]
     fn a_profile_sets_defaults_that_files_and_flags_override() {
-        let config = ServerConfig::load(&ServeArgs { profile: Some(Profile::Throughput), ..ServeArgs::default() }).unwrap();
+        let config =
+            ServerConfig::load(&ServeArgs { profile: Some(Profile::Throughput), ..ServeArgs::default() }).unwrap();
         assert_eq!(config.flush_linger_us, 2_000);
         assert_eq!(config.write_bytes_max, 4 << 20);
         let latency = ServeArgs { profile: Some(Profile::Latency), flush_linger_us: Some(7), ..ServeArgs::default() };
@@ -349,7 +351,8 @@ mod tests {
         assert!(err.contains("num_partitons"), "{err}");
         let err = ServerConfig::load(&ServeArgs { num_partitions: Some(0), ..ServeArgs::default() }).unwrap_err();
         assert!(err.contains("num_partitions"), "{err}");
-        let err = ServerConfig::load(&ServeArgs { advertised: Some("nohost".into()), ..ServeArgs::default() }).unwrap_err();
+        let err =
+            ServerConfig::load(&ServeArgs { advertised: Some("nohost".into()), ..ServeArgs::default() }).unwrap_err();
         assert!(err.contains("HOST:PORT"), "{err}");
     }
 }

@@ -43,7 +43,10 @@ pub fn append_error_code(error: &AppendError) -> i16 {
         AppendError::Batch(BatchError::TooLarge { .. }) => ErrorCode::MessageTooLarge,
         AppendError::Batch(BatchError::RecordCount { .. } | BatchError::Records { .. }) => ErrorCode::InvalidRecord,
         AppendError::Batch(
-            BatchError::Crc { .. } | BatchError::Magic { .. } | BatchError::Truncated { .. } | BatchError::Length { .. },
+            BatchError::Crc { .. }
+            | BatchError::Magic { .. }
+            | BatchError::Truncated { .. }
+            | BatchError::Length { .. },
         ) => ErrorCode::CorruptMessage,
         AppendError::Poisoned(_) | AppendError::Io(_) => ErrorCode::KafkaStorageError,
         // The partition was closed under the request (topic deleted or shutting down).

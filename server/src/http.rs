@@ -24,12 +24,16 @@ async fn serve_one(ctx: Rc<ShardContext>, mut stream: TcpStream) -> std::io::Res
     }
     let line = String::from_utf8_lossy(&request);
     let path = line.split_whitespace().nth(1).unwrap_or("");
-    let (status, content_type, body) = if line.starts_with("GET ") && (path == "/metrics" || path.starts_with("/metrics?")) {
-        ("200 OK", "text/plain; version=0.0.4", gather_metrics(&ctx).await)
-    } else {
-        ("404 Not Found", "text/plain", "not found: try /metrics\n".to_string())
-    };
-    let head = format!("HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+    let (status, content_type, body) =
+        if line.starts_with("GET ") && (path == "/metrics" || path.starts_with("/metrics?")) {
+            ("200 OK", "text/plain; version=0.0.4", gather_metrics(&ctx).await)
+        } else {
+            ("404 Not Found", "text/plain", "not found: try /metrics\n".to_string())
+        };
+    let head = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
     stream.write_all(head.as_bytes()).await?;
     stream.write_all(body.as_bytes()).await?;
     stream.close().await

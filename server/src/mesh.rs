@@ -149,7 +149,14 @@ impl std::fmt::Debug for Mesh {
 
 impl Mesh {
     pub fn new(shard_id: usize, shard_count: usize, senders: Option<Senders<Envelope>>) -> Self {
-        Self { shard_id, shard_count, senders, pending: RefCell::new(HashMap::new()), next_id: Cell::new(0), sent: Cell::new(0) }
+        Self {
+            shard_id,
+            shard_count,
+            senders,
+            pending: RefCell::new(HashMap::new()),
+            next_id: Cell::new(0),
+            sent: Cell::new(0),
+        }
     }
 
     /// Sends `request` to shard `to` and waits for its answer. `to` must

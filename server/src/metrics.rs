@@ -9,7 +9,8 @@ use std::fmt::Write;
 use pinion_engine::EngineStats;
 
 /// Upper bounds of the latency buckets, in microseconds.
-const BUCKETS_US: [u64; 14] = [50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000];
+const BUCKETS_US: [u64; 14] =
+    [50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000];
 
 #[derive(Debug, Clone, Default)]
 pub struct Histogram {
@@ -72,7 +73,13 @@ impl ShardMetrics {
 
     /// This shard's lines of the Prometheus exposition (no HELP/TYPE headers;
     /// [`header`] prints them once for all shards).
-    pub fn render(&self, engine: &EngineStats, cache_bytes: usize, partitions: &[(String, i32, i64)], mesh_sent: u64) -> String {
+    pub fn render(
+        &self,
+        engine: &EngineStats,
+        cache_bytes: usize,
+        partitions: &[(String, i32, i64)],
+        mesh_sent: u64,
+    ) -> String {
         let shard = self.shard;
         let mut out = String::new();
         for (api, histogram) in self.requests.borrow().iter() {
@@ -94,11 +101,26 @@ impl ShardMetrics {
         for (name, value) in counters {
             let _ = writeln!(out, "{name}{{shard=\"{shard}\"}} {value}");
         }
-        let _ = writeln!(out, "pinion_flush_time_seconds_total{{shard=\"{shard}\"}} {}", engine.write_time_us_total as f64 / 1e6);
-        let _ = writeln!(out, "pinion_fsync_time_seconds_total{{shard=\"{shard}\"}} {}", engine.fsync_time_us_total as f64 / 1e6);
-        let _ = writeln!(out, "pinion_fsync_time_seconds_max{{shard=\"{shard}\"}} {}", engine.fsync_time_us_max as f64 / 1e6);
+        let _ = writeln!(
+            out,
+            "pinion_flush_time_seconds_total{{shard=\"{shard}\"}} {}",
+            engine.write_time_us_total as f64 / 1e6
+        );
+        let _ = writeln!(
+            out,
+            "pinion_fsync_time_seconds_total{{shard=\"{shard}\"}} {}",
+            engine.fsync_time_us_total as f64 / 1e6
+        );
+        let _ = writeln!(
+            out,
+            "pinion_fsync_time_seconds_max{{shard=\"{shard}\"}} {}",
+            engine.fsync_time_us_max as f64 / 1e6
+        );
         for (topic, partition, leo) in partitions {
-            let _ = writeln!(out, "pinion_log_end_offset{{shard=\"{shard}\",topic=\"{topic}\",partition=\"{partition}\"}} {leo}");
+            let _ = writeln!(
+                out,
+                "pinion_log_end_offset{{shard=\"{shard}\",topic=\"{topic}\",partition=\"{partition}\"}} {leo}"
+            );
         }
         out
     }

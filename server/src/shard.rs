@@ -18,9 +18,7 @@ use pinion_engine::{Chunk, Durability, Engine, Log, ReadError};
 
 use crate::config::ServerConfig;
 use crate::errors::{self, ErrorCode};
-use crate::mesh::{
-    ControllerRequest, CoreRequest, CoreResponse, Mesh, NewTopic, ProduceDone, ReadDone, TopicOutcome,
-};
+use crate::mesh::{ControllerRequest, CoreRequest, CoreResponse, Mesh, NewTopic, ProduceDone, ReadDone, TopicOutcome};
 use crate::metrics::ShardMetrics;
 use crate::placement::{shard_for, CONTROLLER_SHARD};
 use crate::topics::{self, partition_dir, validate_topic_name, TopicMeta, TopicTable};
@@ -50,7 +48,13 @@ impl std::fmt::Debug for ShardContext {
 }
 
 impl ShardContext {
-    pub fn new(config: ServerConfig, cluster_id: String, engine: Engine<DmaStorage>, mesh: Mesh, table: TopicTable) -> Self {
+    pub fn new(
+        config: ServerConfig,
+        cluster_id: String,
+        engine: Engine<DmaStorage>,
+        mesh: Mesh,
+        table: TopicTable,
+    ) -> Self {
         let shard_id = mesh.shard_id;
         Self {
             config,
@@ -142,7 +146,13 @@ impl ShardContext {
         })
     }
 
-    async fn read_local(&self, topic: &str, partition: i32, offset: i64, max_bytes: usize) -> Result<ReadDone<LocalChunk>, i16> {
+    async fn read_local(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        max_bytes: usize,
+    ) -> Result<ReadDone<LocalChunk>, i16> {
         let Some(log) = self.log(topic, partition) else {
             return Err(ErrorCode::UnknownTopicOrPartition.code());
         };
@@ -226,7 +236,12 @@ impl ShardContext {
                 }
             }
         }
-        tracing::debug!(shard = self.shard_id(), version = table.version, topics = table.topics.len(), "applied topic table");
+        tracing::debug!(
+            shard = self.shard_id(),
+            version = table.version,
+            topics = table.topics.len(),
+            "applied topic table"
+        );
         *self.topics.borrow_mut() = table;
     }
 
@@ -265,7 +280,9 @@ impl ShardContext {
         for shard in 0..self.shard_count() {
             let me = self.clone();
             let table = table.clone();
-            calls.push(glommio::spawn_local(async move { me.call(shard, CoreRequest::ApplyTopicTable { table }).await }));
+            calls.push(glommio::spawn_local(
+                async move { me.call(shard, CoreRequest::ApplyTopicTable { table }).await },
+            ));
         }
         for call in calls {
             call.await;
@@ -299,19 +316,19 @@ impl ShardContext {
     }
 
     pub fn metrics_text(&self) -> String {
-        let partitions: Vec<(String, i32, i64)> = self
-            .partitions
-            .borrow()
-            .iter()
-            .map(|((t, p), log)| (t.clone(), *p, log.log_end_offset()))
-            .collect();
+        let partitions: Vec<(String, i32, i64)> =
+            self.partitions.borrow().iter().map(|((t, p), log)| (t.clone(), *p, log.log_end_offset())).collect();
         self.metrics.render(&self.engine.stats(), self.engine.cache_bytes(), &partitions, self.mesh.sent.get())
     }
 }
 
 /// Applies a controller change to `table`; returns per-topic outcomes and
 /// whether anything changed. Pure: no I/O, so it is easy to test.
-pub fn plan_change(config: &ServerConfig, table: &mut TopicTable, change: ControllerRequest) -> (Vec<TopicOutcome>, bool) {
+pub fn plan_change(
+    config: &ServerConfig,
+    table: &mut TopicTable,
+    change: ControllerRequest,
+) -> (Vec<TopicOutcome>, bool) {
     let ok = |name: &str| TopicOutcome { name: name.to_string(), error_code: 0, message: None };
     let fail = |name: &str, code: ErrorCode, message: String| TopicOutcome {
         name: name.to_string(),
@@ -328,12 +345,20 @@ pub fn plan_change(config: &ServerConfig, table: &mut TopicTable, change: Contro
                     continue;
                 }
                 if table.get(&new.name).is_some() {
-                    outcomes.push(fail(&new.name, ErrorCode::TopicAlreadyExists, format!("topic {} already exists", new.name)));
+                    outcomes.push(fail(
+                        &new.name,
+                        ErrorCode::TopicAlreadyExists,
+                        format!("topic {} already exists", new.name),
+                    ));
                     continue;
                 }
                 let partitions = if new.partitions == -1 { config.num_partitions } else { new.partitions };
                 if partitions < 1 {
-                    outcomes.push(fail(&new.name, ErrorCode::InvalidPartitions, format!("partitions must be at least 1, got {partitions}")));
+                    outcomes.push(fail(
+                        &new.name,
+                        ErrorCode::InvalidPartitions,
+                        format!("partitions must be at least 1, got {partitions}"),
+                    ));
                     continue;
                 }
                 if new.replication_factor != -1 && new.replication_factor != 1 {
@@ -374,21 +399,32 @@ pub fn plan_change(config: &ServerConfig, table: &mut TopicTable, change: Contro
                     changed = true;
                     outcomes.push(ok(&name));
                 } else {
-                    outcomes.push(fail(&name, ErrorCode::UnknownTopicOrPartition, format!("topic {name} does not exist")));
+                    outcomes.push(fail(
+                        &name,
+                        ErrorCode::UnknownTopicOrPartition,
+                        format!("topic {name} does not exist"),
+                    ));
                 }
             }
         }
         ControllerRequest::CreatePartitions { changes, validate_only } => {
             for (name, count) in changes {
                 let Some(meta) = table.topics.get_mut(&name) else {
-                    outcomes.push(fail(&name, ErrorCode::UnknownTopicOrPartition, format!("topic {name} does not exist")));
+                    outcomes.push(fail(
+                        &name,
+                        ErrorCode::UnknownTopicOrPartition,
+                        format!("topic {name} does not exist"),
+                    ));
                     continue;
                 };
                 if count <= meta.partitions {
                     outcomes.push(fail(
                         &name,
                         ErrorCode::InvalidPartitions,
-                        format!("topic {name} has {} partitions; the new count {count} must be larger", meta.partitions),
+                        format!(
+                            "topic {name} has {} partitions; the new count {count} must be larger",
+                            meta.partitions
+                        ),
                     ));
                     continue;
                 }
@@ -401,7 +437,11 @@ pub fn plan_change(config: &ServerConfig, table: &mut TopicTable, change: Contro
         }
         ControllerRequest::AlterConfigs { topic, set, delete, validate_only } => {
             let Some(meta) = table.topics.get_mut(&topic) else {
-                outcomes.push(fail(&topic, ErrorCode::UnknownTopicOrPartition, format!("topic {topic} does not exist")));
+                outcomes.push(fail(
+                    &topic,
+                    ErrorCode::UnknownTopicOrPartition,
+                    format!("topic {topic} does not exist"),
+                ));
                 return (outcomes, false);
             };
             let mut configs = meta.configs.clone();

@@ -51,7 +51,9 @@ impl TopicTable {
     pub fn load(data_dir: &Path) -> Result<Self, String> {
         let path = Self::path(data_dir);
         match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| format!("corrupt topic table {}: {e}", path.display())),
+            Ok(bytes) => {
+                serde_json::from_slice(&bytes).map_err(|e| format!("corrupt topic table {}: {e}", path.display()))
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
             Err(e) => Err(format!("cannot read topic table {}: {e}", path.display())),
         }
@@ -87,7 +89,9 @@ pub fn validate_topic_name(name: &str) -> Result<(), String> {
         return Err(format!("topic name is longer than {TOPIC_NAME_MAX_BYTES} characters"));
     }
     if let Some(c) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))) {
-        return Err(format!("topic name {name:?} contains {c:?}; only ASCII letters, digits, '.', '_' and '-' are allowed"));
+        return Err(format!(
+            "topic name {name:?} contains {c:?}; only ASCII letters, digits, '.', '_' and '-' are allowed"
+        ));
     }
     Ok(())
 }
@@ -105,12 +109,21 @@ pub struct ConfigKey {
 }
 
 pub const TOPIC_CONFIG_KEYS: &[ConfigKey] = &[
-    ConfigKey { name: "retention.ms", doc: "Delete segments whose newest record is older than this; -1 keeps forever." },
-    ConfigKey { name: "retention.bytes", doc: "Delete the oldest segments while the partition is larger than this; -1 means no limit." },
+    ConfigKey {
+        name: "retention.ms",
+        doc: "Delete segments whose newest record is older than this; -1 keeps forever.",
+    },
+    ConfigKey {
+        name: "retention.bytes",
+        doc: "Delete the oldest segments while the partition is larger than this; -1 means no limit.",
+    },
     ConfigKey { name: "segment.bytes", doc: "Roll to a new segment file past this size." },
     ConfigKey { name: "segment.ms", doc: "Roll to a new segment file when the active one is older than this." },
     ConfigKey { name: "cleanup.policy", doc: "delete: remove old segments by retention." },
-    ConfigKey { name: "message.timestamp.type", doc: "CreateTime keeps the producer's timestamps; LogAppendTime stamps the broker's." },
+    ConfigKey {
+        name: "message.timestamp.type",
+        doc: "CreateTime keeps the producer's timestamps; LogAppendTime stamps the broker's.",
+    },
     ConfigKey { name: "max.message.bytes", doc: "Largest record batch accepted." },
     ConfigKey { name: "index.interval.bytes", doc: "Bytes between entries of the sparse offset index." },
 ];
@@ -149,7 +162,9 @@ pub fn apply_config(config: &mut LogConfig, key: &str, value: &str) -> Result<()
             config.message_timestamp_type = match value {
                 "CreateTime" => TimestampType::CreateTime,
                 "LogAppendTime" => TimestampType::LogAppendTime,
-                other => return Err(format!("message.timestamp.type must be CreateTime or LogAppendTime, got {other:?}")),
+                other => {
+                    return Err(format!("message.timestamp.type must be CreateTime or LogAppendTime, got {other:?}"))
+                }
             }
         }
         "max.message.bytes" => {
@@ -236,7 +251,12 @@ mod tests {
         let mut table = TopicTable::default();
         table.topics.insert(
             "t".into(),
-            TopicMeta { name: "t".into(), id: Uuid::new_v4(), partitions: 6, configs: BTreeMap::from([("retention.ms".into(), "5".into())]) },
+            TopicMeta {
+                name: "t".into(),
+                id: Uuid::new_v4(),
+                partitions: 6,
+                configs: BTreeMap::from([("retention.ms".into(), "5".into())]),
+            },
         );
         table.store(dir.path()).unwrap();
         assert_eq!(TopicTable::load(dir.path()).unwrap(), table);

@@ -21,16 +21,11 @@ impl AlignedBuffer {
     /// Allocates `len` zeroed bytes; `len` must be a non-zero multiple of
     /// [`DIRECT_IO_ALIGN`].
     pub(crate) fn zeroed(len: usize) -> Self {
-        assert!(
-            len > 0 && len & (DIRECT_IO_ALIGN - 1) == 0,
-            "bad direct-I/O length {len}"
-        );
+        assert!(len > 0 && len & (DIRECT_IO_ALIGN - 1) == 0, "bad direct-I/O length {len}");
         let layout = Layout::from_size_align(len, DIRECT_IO_ALIGN).expect("valid layout");
         // SAFETY: the layout has a non-zero size (asserted above).
         let raw = unsafe { alloc::alloc_zeroed(layout) };
-        let Some(pointer) = NonNull::new(raw) else {
-            alloc::handle_alloc_error(layout)
-        };
+        let Some(pointer) = NonNull::new(raw) else { alloc::handle_alloc_error(layout) };
         Self { pointer, layout }
     }
 

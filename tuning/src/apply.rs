@@ -67,11 +67,9 @@ pub enum Step {
 impl fmt::Display for Step {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Step::Change(change) => write!(
-                f,
-                "set {}: {} -> {} ({})",
-                change.setting, change.from, change.to, change.why
-            ),
+            Step::Change(change) => {
+                write!(f, "set {}: {} -> {} ({})", change.setting, change.from, change.to, change.why)
+            }
             Step::Unchanged { setting, value } => write!(f, "unchanged {setting}: {value}"),
             Step::CannotChange { setting, reason } => {
                 write!(f, "cannot change {setting}: {reason}")
@@ -96,10 +94,7 @@ impl Plan {
 }
 
 fn unchanged(setting: &str, value: impl Into<String>) -> Step {
-    Step::Unchanged {
-        setting: setting.to_string(),
-        value: value.into(),
-    }
+    Step::Unchanged { setting: setting.to_string(), value: value.into() }
 }
 
 fn sysctl_change(sysctl: &str, path: &str, from: String, to: String, why: &str) -> Step {
@@ -128,10 +123,7 @@ pub fn plan(host: &HostObservation, config: &CheckConfig) -> Plan {
                 Some(remedy) => format!("{}; {remedy}", check.found),
                 None => check.found.clone(),
             };
-            steps.push(Step::CannotChange {
-                setting: check.name,
-                reason,
-            });
+            steps.push(Step::CannotChange { setting: check.name, reason });
         }
     }
     Plan { steps }
@@ -152,23 +144,12 @@ fn plan_memory(host: &HostObservation, steps: &mut Vec<Step>) {
         } else if has_swap {
             steps.push(unchanged("vm.swappiness", swappiness.to_string()));
         } else {
-            steps.push(unchanged(
-                "vm.swappiness",
-                format!("{swappiness} (no swap, so it does not matter)"),
-            ));
+            steps.push(unchanged("vm.swappiness", format!("{swappiness} (no swap, so it does not matter)")));
         }
     }
     for (setting, path, choice) in [
-        (
-            "transparent_hugepage/enabled",
-            memory::THP_ENABLED_PATH,
-            &memory.thp_enabled,
-        ),
-        (
-            "transparent_hugepage/defrag",
-            memory::THP_DEFRAG_PATH,
-            &memory.thp_defrag,
-        ),
+        ("transparent_hugepage/enabled", memory::THP_ENABLED_PATH, &memory.thp_enabled),
+        ("transparent_hugepage/defrag", memory::THP_DEFRAG_PATH, &memory.thp_defrag),
     ] {
         let Some(choice) = choice else { continue };
         if choice.selected == "always" && choice.offers("madvise") {
@@ -177,8 +158,7 @@ fn plan_memory(host: &HostObservation, steps: &mut Vec<Step>) {
                 path: PathBuf::from(path),
                 from: choice.selected.clone(),
                 to: "madvise".to_string(),
-                why: "huge pages only where asked for: no compaction stalls in page faults"
-                    .to_string(),
+                why: "huge pages only where asked for: no compaction stalls in page faults".to_string(),
                 sysctl: None,
             }));
         } else {
@@ -215,10 +195,7 @@ fn plan_network(host: &HostObservation, steps: &mut Vec<Step>) {
                 path: PathBuf::from(path),
                 from: show(buffer),
                 to: raised.to_sysctl().replace('\t', " "),
-                why: format!(
-                    "let one connection's window grow to {}",
-                    format_bytes_exact(raised.max)
-                ),
+                why: format!("let one connection's window grow to {}", format_bytes_exact(raised.max)),
                 sysctl: Some(sysctl.to_string()),
             }));
         } else {
@@ -235,14 +212,11 @@ fn plan_governors(host: &HostObservation, steps: &mut Vec<Step>) {
     }
     let mut already = Vec::new();
     for (cpu, governor) in governors {
-        let fixable = governor.current != "performance"
-            && governor.available.iter().any(|g| g == "performance");
+        let fixable = governor.current != "performance" && governor.available.iter().any(|g| g == "performance");
         if fixable {
             steps.push(Step::Change(Change {
                 setting: format!("cpu{cpu} governor"),
-                path: PathBuf::from(format!(
-                    "/sys/devices/system/cpu/cpu{cpu}/cpufreq/scaling_governor"
-                )),
+                path: PathBuf::from(format!("/sys/devices/system/cpu/cpu{cpu}/cpufreq/scaling_governor")),
                 from: governor.current.clone(),
                 to: "performance".to_string(),
                 why: "full clock from the first request of a burst".to_string(),
@@ -255,10 +229,7 @@ fn plan_governors(host: &HostObservation, steps: &mut Vec<Step>) {
     if !already.is_empty() {
         steps.push(unchanged(
             "cpu governor",
-            format!(
-                "as it should be (or no performance governor offered) on CPUs {}",
-                format_cpu_list(&already)
-            ),
+            format!("as it should be (or no performance governor offered) on CPUs {}", format_cpu_list(&already)),
         ));
     }
 }
@@ -293,10 +264,7 @@ fn plan_interrupts(host: &HostObservation, config: &CheckConfig, steps: &mut Vec
     if spare.is_empty() {
         steps.push(unchanged(
             "irq affinity",
-            format!(
-                "{} NIC and disk interrupts stay put: every CPU runs a shard",
-                host.irq.routes.len()
-            ),
+            format!("{} NIC and disk interrupts stay put: every CPU runs a shard", host.irq.routes.len()),
         ));
         return;
     }
@@ -312,11 +280,7 @@ fn plan_interrupts(host: &HostObservation, config: &CheckConfig, steps: &mut Vec
                 path: route.affinity_path(),
                 from: format_cpu_list(route.affinity.as_deref().unwrap_or_default()),
                 to: target.clone(),
-                why: format!(
-                    "keep {} interrupts off shard CPUs {}",
-                    route.kind,
-                    format_cpu_list(&shard_cpus)
-                ),
+                why: format!("keep {} interrupts off shard CPUs {}", route.kind, format_cpu_list(&shard_cpus)),
                 setting,
                 sysctl: None,
             })),
@@ -400,11 +364,7 @@ pub fn execute_with(
                 if dry_run {
                     writeln!(out, "would {step}")?;
                     if let Err(error) = writable(&change.path) {
-                        writeln!(
-                            out,
-                            "  would fail: {}",
-                            explain_write_error(&change.path, &error)
-                        )?;
+                        writeln!(out, "  would fail: {}", explain_write_error(&change.path, &error))?;
                     }
                     outcome.changed += 1;
                 } else {
@@ -412,11 +372,7 @@ pub fn execute_with(
                     match write(&change.path, &change.to) {
                         Ok(()) => outcome.changed += 1,
                         Err(error) => {
-                            writeln!(
-                                out,
-                                "  could not: {}",
-                                explain_write_error(&change.path, &error)
-                            )?;
+                            writeln!(out, "  could not: {}", explain_write_error(&change.path, &error))?;
                             outcome.failed += 1;
                             continue;
                         }
@@ -437,10 +393,7 @@ pub fn execute_with(
         }
     }
     if !persistent.is_empty() {
-        writeln!(
-            out,
-            "\nthese settings last until reboot; to keep the sysctls, put in /etc/sysctl.d/90-pinion.conf:"
-        )?;
+        writeln!(out, "\nthese settings last until reboot; to keep the sysctls, put in /etc/sysctl.d/90-pinion.conf:")?;
         for line in persistent {
             writeln!(out, "  {line}")?;
         }
@@ -481,15 +434,9 @@ mod tests {
                 disabled: Some(0),
                 group: Some(-1),
                 seccomp_mode: Some(0),
-                probe: RingProbe::Ready {
-                    missing_opcodes: vec![],
-                },
+                probe: RingProbe::Ready { missing_opcodes: vec![] },
             },
-            memlock: MemlockObservation {
-                soft: 8 * MIB,
-                hard: 8 * MIB,
-                cap_ipc_lock: false,
-            },
+            memlock: MemlockObservation { soft: 8 * MIB, hard: 8 * MIB, cap_ipc_lock: false },
             cpu: CpuObservation {
                 online: vec![0, 1, 2, 3],
                 usable: vec![0, 1, 2, 3],
@@ -518,10 +465,7 @@ mod tests {
                 fs_magic: Ok(magic::EXT4),
                 device: Some((254, 0)),
                 mount: None,
-                direct_io: DirectIoProbe::Written {
-                    dio_mem_align: Some(512),
-                    dio_offset_align: Some(512),
-                },
+                direct_io: DirectIoProbe::Written { dio_mem_align: Some(512), dio_offset_align: Some(512) },
             },
             block: BlockObservation::Found(read_block_device(Path::new(SYS), "vda")),
             network: NetworkObservation {
@@ -542,11 +486,7 @@ mod tests {
     }
 
     fn config(shards: usize) -> CheckConfig {
-        CheckConfig {
-            data_dir: PathBuf::from("/var/lib/pinion"),
-            shards,
-            io_memory_bytes_per_shard: 512 * 1024,
-        }
+        CheckConfig { data_dir: PathBuf::from("/var/lib/pinion"), shards, io_memory_bytes_per_shard: 512 * 1024 }
     }
 
     /// The host as it would read after the plan's writes.
@@ -556,12 +496,9 @@ mod tests {
             let path = change.path.to_str().unwrap();
             match path {
                 memory::SWAPPINESS_PATH => host.memory.swappiness = change.to.parse().ok(),
-                memory::THP_ENABLED_PATH => {
-                    host.memory.thp_enabled = parse_choice("always [madvise] never")
-                }
+                memory::THP_ENABLED_PATH => host.memory.thp_enabled = parse_choice("always [madvise] never"),
                 memory::THP_DEFRAG_PATH => {
-                    host.memory.thp_defrag =
-                        parse_choice("always defer defer+madvise [madvise] never")
+                    host.memory.thp_defrag = parse_choice("always defer defer+madvise [madvise] never")
                 }
                 network::SOMAXCONN_PATH => host.network.somaxconn = change.to.parse().ok(),
                 network::TCP_RMEM_PATH => host.network.tcp_rmem = parse_tcp_buffer(&change.to),
@@ -572,8 +509,7 @@ mod tests {
                     }
                 }
                 _ if path.ends_with("queue/scheduler") => {
-                    if let BlockObservation::Found(BlockDevice { scheduler, .. }) = &mut host.block
-                    {
+                    if let BlockObservation::Found(BlockDevice { scheduler, .. }) = &mut host.block {
                         *scheduler = parse_choice("[none] mq-deadline kyber bfq");
                     }
                 }
@@ -611,21 +547,12 @@ mod tests {
                 "irq 38 (eth0 virtio2-input.0)",
             ]
         );
-        let wmem = plan
-            .changes()
-            .find(|c| c.setting == "net.ipv4.tcp_wmem")
-            .unwrap();
+        let wmem = plan.changes().find(|c| c.setting == "net.ipv4.tcp_wmem").unwrap();
         assert_eq!(wmem.to, "4096 16384 16777216");
-        let irq = plan
-            .changes()
-            .find(|c| c.setting.starts_with("irq 36"))
-            .unwrap();
+        let irq = plan.changes().find(|c| c.setting.starts_with("irq 36")).unwrap();
         // Two shards take CPUs 2-3; interrupts go to the spare 0-1.
         assert_eq!((irq.from.as_str(), irq.to.as_str()), ("0-3", "0-1"));
-        assert!(!plan
-            .steps
-            .iter()
-            .any(|s| matches!(s, Step::CannotChange { .. })));
+        assert!(!plan.steps.iter().any(|s| matches!(s, Step::CannotChange { .. })));
     }
 
     #[test]
@@ -634,10 +561,7 @@ mod tests {
         let first = plan(&host, &config(2));
         let second = plan(&after(&host, &first), &config(2));
         assert_eq!(second.changes().count(), 0, "{:#?}", second.steps);
-        assert!(second
-            .steps
-            .iter()
-            .all(|s| matches!(s, Step::Unchanged { .. })));
+        assert!(second.steps.iter().all(|s| matches!(s, Step::Unchanged { .. })));
     }
 
     #[test]
@@ -673,8 +597,7 @@ mod tests {
     fn dry_run_writes_nothing_and_predicts_read_only() {
         let plan = plan(&untuned_host(), &config(2));
         let mut out = Vec::new();
-        let mut write =
-            |path: &Path, _: &str| -> io::Result<()> { panic!("dry run wrote {}", path.display()) };
+        let mut write = |path: &Path, _: &str| -> io::Result<()> { panic!("dry run wrote {}", path.display()) };
         let mut writable = |path: &Path| -> io::Result<()> {
             if path.starts_with("/proc/sys") {
                 Err(io::Error::from_raw_os_error(libc::EROFS))
@@ -686,14 +609,8 @@ mod tests {
         let text = String::from_utf8(out).unwrap();
         assert_eq!(outcome.changed, 11);
         assert!(text.contains("would set vm.swappiness: 60 -> 1"), "{text}");
-        assert!(
-            text.contains("would fail: /proc/sys/vm/swappiness is read-only"),
-            "{text}"
-        );
-        assert!(
-            text.contains("unchanged net.core.somaxconn: 4096"),
-            "{text}"
-        );
+        assert!(text.contains("would fail: /proc/sys/vm/swappiness is read-only"), "{text}");
+        assert!(text.contains("unchanged net.core.somaxconn: 4096"), "{text}");
         assert!(text.contains("  vm.swappiness = 1\n"), "{text}");
     }
 
@@ -712,13 +629,7 @@ mod tests {
         let outcome = execute_with(&plan, false, &mut out, &mut write, &mut |_| Ok(())).unwrap();
         let text = String::from_utf8(out).unwrap();
         assert_eq!((outcome.changed, outcome.failed), (9, 2));
-        assert!(
-            text.contains("could not: the kernel manages this interrupt's affinity"),
-            "{text}"
-        );
-        assert!(written.contains(&(
-            PathBuf::from(memory::THP_ENABLED_PATH),
-            "madvise".to_string()
-        )));
+        assert!(text.contains("could not: the kernel manages this interrupt's affinity"), "{text}");
+        assert!(written.contains(&(PathBuf::from(memory::THP_ENABLED_PATH), "madvise".to_string())));
     }
 }

@@ -26,9 +26,7 @@ pub const CPU_NUMBER_MAX: usize = 8191;
 /// (or all-whitespace) text is the empty list, as the kernel writes it for
 /// `isolated` when nothing is isolated.
 pub fn parse_cpu_list(text: &str) -> Result<Vec<usize>, CpuListError> {
-    let error = || CpuListError {
-        text: text.to_string(),
-    };
+    let error = || CpuListError { text: text.to_string() };
     let mut cpus = Vec::new();
     for part in text.trim().split(',').filter(|p| !p.trim().is_empty()) {
         let part = part.trim();
@@ -80,10 +78,7 @@ mod tests {
     #[test]
     fn parses_ranges_singles_and_empty() {
         assert_eq!(parse_cpu_list("0-1\n").unwrap(), vec![0, 1]);
-        assert_eq!(
-            parse_cpu_list("0-3,8,10-11").unwrap(),
-            vec![0, 1, 2, 3, 8, 10, 11]
-        );
+        assert_eq!(parse_cpu_list("0-3,8,10-11").unwrap(), vec![0, 1, 2, 3, 8, 10, 11]);
         assert_eq!(parse_cpu_list("5,1,1").unwrap(), vec![1, 5]);
         assert_eq!(parse_cpu_list("\n").unwrap(), Vec::<usize>::new());
         assert!(parse_cpu_list("3-1").is_err());

@@ -16,11 +16,7 @@ use pinion_tune::units::format_rate;
 use pinion_tune::{apply, iotune};
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "pinion-tune",
-    version,
-    about = "Check, tune and measure a host for the pinion broker"
-)]
+#[command(name = "pinion-tune", version, about = "Check, tune and measure a host for the pinion broker")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -90,11 +86,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check { broker, json } => check(&broker.config(), json),
         Command::Apply { broker, dry_run } => apply(&broker.config(), dry_run),
-        Command::Iotune {
-            data_dir,
-            duration,
-            out,
-        } => measure(data_dir, Duration::from_secs(duration), out),
+        Command::Iotune { data_dir, duration, out } => measure(data_dir, Duration::from_secs(duration), out),
     };
     match result {
         Ok(code) => code,
@@ -115,11 +107,7 @@ fn check(config: &CheckConfig, json: bool) -> io::Result<ExitCode> {
         write_table(&mut out, &checks, terminal_width())?;
     }
     let failed = checks.iter().any(|c| c.status == Status::Fail);
-    Ok(if failed {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
 /// The width of the terminal on stdout, or 120 when it is not one.
@@ -156,35 +144,21 @@ fn wrap(text: &str, width: usize) -> Vec<String> {
 }
 
 fn write_table(out: &mut dyn Write, checks: &[Check], width: usize) -> io::Result<()> {
-    let name_width = checks
-        .iter()
-        .map(|c| c.name.len())
-        .max()
-        .unwrap_or(4)
-        .max(4);
+    let name_width = checks.iter().map(|c| c.name.len()).max().unwrap_or(4).max(4);
     let status_width = "STATUS".len();
     let text_width = width.saturating_sub(name_width + status_width + 6).max(60);
     let found_width = text_width * 3 / 5;
     let remedy_width = text_width - found_width;
-    writeln!(
-        out,
-        "{:<name_width$}  {:<status_width$}  {:<found_width$}  REMEDY",
-        "NAME", "STATUS", "FOUND"
-    )?;
+    writeln!(out, "{:<name_width$}  {:<status_width$}  {:<found_width$}  REMEDY", "NAME", "STATUS", "FOUND")?;
     for check in checks {
         let found = wrap(&check.found, found_width);
         let remedy = wrap(check.remedy.as_deref().unwrap_or(""), remedy_width);
         for row in 0..found.len().max(remedy.len()) {
-            let (name, status) = if row == 0 {
-                (check.name.as_str(), check.status.to_string())
-            } else {
-                ("", String::new())
-            };
+            let (name, status) =
+                if row == 0 { (check.name.as_str(), check.status.to_string()) } else { ("", String::new()) };
             let found = found.get(row).map_or("", String::as_str);
             let remedy = remedy.get(row).map_or("", String::as_str);
-            let line = format!(
-                "{name:<name_width$}  {status:<status_width$}  {found:<found_width$}  {remedy}"
-            );
+            let line = format!("{name:<name_width$}  {status:<status_width$}  {found:<found_width$}  {remedy}");
             writeln!(out, "{}", line.trim_end())?;
         }
     }
@@ -216,21 +190,13 @@ fn apply(config: &CheckConfig, dry_run: bool) -> io::Result<ExitCode> {
         outcome.failed,
         outcome.cannot_change
     )?;
-    Ok(if outcome.failed > 0 {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(if outcome.failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
 fn measure(data_dir: PathBuf, duration: Duration, out: Option<PathBuf>) -> io::Result<ExitCode> {
     let out = out.unwrap_or_else(|| data_dir.join(iotune::PROPERTIES_FILE_NAME));
     let options = iotune::IotuneOptions { data_dir, duration };
-    eprintln!(
-        "iotune: measuring {} for about {} s",
-        options.data_dir.display(),
-        duration.as_secs()
-    );
+    eprintln!("iotune: measuring {} for about {} s", options.data_dir.display(), duration.as_secs());
     let properties = iotune::run(&options, &mut |line| eprintln!("{line}"))?;
     properties.save(&out)?;
     println!(
@@ -265,11 +231,7 @@ mod tests {
     fn table_rows_align_and_wrap() {
         let checks = [
             Check::ok("kernel", "6.1.0"),
-            Check::fail(
-                "memlock",
-                "soft 64 KiB, hard 64 KiB",
-                "raise it: `ulimit -l unlimited`",
-            ),
+            Check::fail("memlock", "soft 64 KiB, hard 64 KiB", "raise it: `ulimit -l unlimited`"),
         ];
         let mut out = Vec::new();
         write_table(&mut out, &checks, 120).unwrap();
@@ -277,14 +239,8 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert!(lines[0].starts_with("NAME     STATUS  FOUND"), "{text}");
         assert!(lines[1].starts_with("kernel   OK      6.1.0"), "{text}");
-        assert!(
-            lines[2].starts_with("memlock  FAIL    soft 64 KiB, hard 64 KiB"),
-            "{text}"
-        );
-        assert!(
-            lines[2].ends_with("raise it: `ulimit -l unlimited`"),
-            "{text}"
-        );
+        assert!(lines[2].starts_with("memlock  FAIL    soft 64 KiB, hard 64 KiB"), "{text}");
+        assert!(lines[2].ends_with("raise it: `ulimit -l unlimited`"), "{text}");
         assert!(text.ends_with("2 checks: 1 OK, 0 WARN, 1 FAIL\n"), "{text}");
     }
 }

@@ -124,9 +124,6 @@ mod status_tests {
         assert_eq!(status_field(status, "Seccomp"), Some("2"));
         assert_eq!(status_field(status, "CapEff"), Some("000001fffeffffff"));
         assert_eq!(status_field(status, "Cap"), None);
-        assert_eq!(
-            describe_errno(libc::EPERM),
-            "EPERM (Operation not permitted)"
-        );
+        assert_eq!(describe_errno(libc::EPERM), "EPERM (Operation not permitted)");
     }
 }

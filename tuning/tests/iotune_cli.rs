@@ -13,11 +13,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_pinion-tune");
 fn a_two_second_run_writes_loadable_properties() {
     let dir = tempfile::tempdir().unwrap();
     let started = Instant::now();
-    let output = Command::new(BIN)
-        .args(["iotune", "--duration", "2", "--data-dir"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
+    let output = Command::new(BIN).args(["iotune", "--duration", "2", "--data-dir"]).arg(dir.path()).output().unwrap();
     let elapsed = started.elapsed();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
@@ -33,17 +29,12 @@ fn a_two_second_run_writes_loadable_properties() {
     assert!(properties.fdatasync_samples > 0);
     assert!(properties.fdatasync_latency_us_p50 <= properties.fdatasync_latency_us_p99);
     let cells = BLOCK_SIZES.len() * QUEUE_DEPTHS.len();
-    assert_eq!(
-        (properties.write.len(), properties.read.len()),
-        (cells, cells)
-    );
+    assert_eq!((properties.write.len(), properties.read.len()), (cells, cells));
     assert!(BLOCK_SIZES.contains(&(properties.best_write_block_bytes as usize)));
     assert!(QUEUE_DEPTHS.contains(&(properties.best_write_queue_depth as usize)));
 
-    let left: Vec<String> = std::fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
+    let left: Vec<String> =
+        std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     assert_eq!(left, [iotune::PROPERTIES_FILE_NAME]);
 }
 
@@ -59,18 +50,10 @@ fn out_puts_the_file_elsewhere_and_bad_durations_are_refused() {
         .arg(&out)
         .output()
         .unwrap();
-    assert!(
-        status.status.success(),
-        "{}",
-        String::from_utf8_lossy(&status.stderr)
-    );
+    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
     assert!(iotune::load(&out).is_ok());
     assert_eq!(std::fs::read_dir(&data).unwrap().count(), 0);
 
-    let refused = Command::new(BIN)
-        .args(["iotune", "--duration", "0", "--data-dir"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
+    let refused = Command::new(BIN).args(["iotune", "--duration", "0", "--data-dir"]).arg(dir.path()).output().unwrap();
     assert_eq!(refused.status.code(), Some(2));
 }

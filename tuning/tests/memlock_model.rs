@@ -29,10 +29,7 @@ fn child() {
     // SAFETY: a non-zero layout; the memory is leaked with the process.
     let buffer = unsafe { std::alloc::alloc_zeroed(layout) };
     assert!(!buffer.is_null());
-    let iovec = libc::iovec {
-        iov_base: buffer.cast(),
-        iov_len: IO_MEMORY_BYTES,
-    };
+    let iovec = libc::iovec { iov_base: buffer.cast(), iov_len: IO_MEMORY_BYTES };
     let mut rings = Vec::new();
     for ring_index in 0..3 {
         let ring = IoUring::new(128).unwrap_or_else(|e| panic!("ring {ring_index}: {e}"));
@@ -57,10 +54,7 @@ fn one_executor_fits_in_the_computed_need() {
         return child();
     }
     let need = memlock_needed_bytes(1, IO_MEMORY_BYTES);
-    let mut hard = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
+    let mut hard = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit writes one rlimit into the struct we own.
     let result = unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut hard) };
     assert_eq!(result, 0);
@@ -73,13 +67,8 @@ fn one_executor_fits_in_the_computed_need() {
     let mut last = String::new();
     for _ in 0..3 {
         let mut command = Command::new(std::env::current_exe().unwrap());
-        command
-            .args(["--exact", TEST_NAME, "--nocapture", "--test-threads", "1"])
-            .env(CHILD_ENV, "1");
-        let limit = libc::rlimit {
-            rlim_cur: need,
-            rlim_max: hard.rlim_max,
-        };
+        command.args(["--exact", TEST_NAME, "--nocapture", "--test-threads", "1"]).env(CHILD_ENV, "1");
+        let limit = libc::rlimit { rlim_cur: need, rlim_max: hard.rlim_max };
         // SAFETY: between fork and exec the closure only makes two
         // async-signal-safe system calls.
         unsafe {
@@ -94,11 +83,7 @@ fn one_executor_fits_in_the_computed_need() {
             });
         }
         let output = command.output().unwrap();
-        last = format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
+        last = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
         // SAFETY: geteuid has no arguments and cannot fail.
         let root = unsafe { libc::geteuid() } == 0;
         if output.status.success() && last.contains("SKIP") {

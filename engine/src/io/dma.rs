@@ -52,10 +52,7 @@ fn into_io(err: glommio::GlommioError<()>) -> io::Error {
         glommio::GlommioError::IoError(e) => e,
         glommio::GlommioError::EnhancedIoError { source, op, path, .. } => io::Error::new(
             source.kind(),
-            format!(
-                "{op} {}: {source}",
-                path.map(|p| p.display().to_string()).unwrap_or_default()
-            ),
+            format!("{op} {}: {source}", path.map(|p| p.display().to_string()).unwrap_or_default()),
         ),
         other => io::Error::other(other.to_string()),
     }

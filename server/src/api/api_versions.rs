@@ -15,7 +15,9 @@ use crate::net::frame::Request;
 fn response(error: ErrorCode) -> ApiVersionsResponse {
     let api_keys = SUPPORTED
         .iter()
-        .map(|&(key, min, max)| ApiVersion::default().with_api_key(key as i16).with_min_version(min).with_max_version(max))
+        .map(|&(key, min, max)| {
+            ApiVersion::default().with_api_key(key as i16).with_min_version(min).with_max_version(max)
+        })
         .collect();
     ApiVersionsResponse::default().with_error_code(error.code()).with_api_keys(api_keys)
 }

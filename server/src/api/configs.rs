@@ -41,12 +41,18 @@ pub fn describe(ctx: &Rc<ShardContext>, request: &Request) -> Outcome {
     let mut results = Vec::with_capacity(body.resources.len());
     for resource in &body.resources {
         let name = resource.resource_name.to_string();
-        let mut result = DescribeConfigsResult::default().with_resource_type(resource.resource_type).with_resource_name(resource.resource_name.clone());
+        let mut result = DescribeConfigsResult::default()
+            .with_resource_type(resource.resource_type)
+            .with_resource_name(resource.resource_name.clone());
         let overrides = match resource.resource_type {
             RESOURCE_TOPIC => match ctx.topics.borrow().get(&name) {
                 Some(meta) => Some(meta.configs.clone()),
                 None => {
-                    let code = if validate_topic_name(&name).is_err() { ErrorCode::InvalidTopicException } else { ErrorCode::UnknownTopicOrPartition };
+                    let code = if validate_topic_name(&name).is_err() {
+                        ErrorCode::InvalidTopicException
+                    } else {
+                        ErrorCode::UnknownTopicOrPartition
+                    };
                     result.error_code = code.code();
                     result.error_message = Some(str_bytes(&format!("topic {name} does not exist")));
                     None
@@ -112,7 +118,9 @@ pub async fn incremental_alter(ctx: &Rc<ShardContext>, request: &Request) -> Out
                     None => invalid = Some(format!("SET of {name} needs a value")),
                 },
                 1 => delete.push(name),
-                op => invalid = Some(format!("operation {op} on {name} is not supported for these single-valued configs")),
+                op => {
+                    invalid = Some(format!("operation {op} on {name} is not supported for these single-valued configs"))
+                }
             }
         }
         if let Some(reason) = invalid {

@@ -17,7 +17,8 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: &Request) -> Outcome {
         Err(outcome) => return outcome,
     };
     let changes = body.topics.iter().map(|t| (t.name.0.to_string(), t.count)).collect();
-    let outcomes = ctx.request_change(ControllerRequest::CreatePartitions { changes, validate_only: body.validate_only }).await;
+    let outcomes =
+        ctx.request_change(ControllerRequest::CreatePartitions { changes, validate_only: body.validate_only }).await;
     let results = body
         .topics
         .iter()

@@ -25,10 +25,16 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: &Request) -> Outcome {
             name: t.name.0.to_string(),
             partitions: t.num_partitions,
             replication_factor: t.replication_factor,
-            configs: t.configs.iter().filter_map(|c| Some((c.name.to_string(), c.value.as_ref()?.to_string()))).collect(),
+            configs: t
+                .configs
+                .iter()
+                .filter_map(|c| Some((c.name.to_string(), c.value.as_ref()?.to_string())))
+                .collect(),
         })
         .collect();
-    let outcomes = ctx.request_change(ControllerRequest::CreateTopics { topics: new_topics, validate_only: body.validate_only }).await;
+    let outcomes = ctx
+        .request_change(ControllerRequest::CreateTopics { topics: new_topics, validate_only: body.validate_only })
+        .await;
     let defaults = ctx.config.default_log_config();
     let table = ctx.topics.borrow();
     let results = body

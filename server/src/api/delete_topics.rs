@@ -18,7 +18,8 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: &Request) -> Outcome {
         Err(outcome) => return outcome,
     };
     // v0-v5 name topics in `topic_names`; v6 in `topics` by name or id.
-    let mut asked: Vec<(Option<String>, uuid::Uuid)> = body.topic_names.iter().map(|n| (Some(n.0.to_string()), uuid::Uuid::nil())).collect();
+    let mut asked: Vec<(Option<String>, uuid::Uuid)> =
+        body.topic_names.iter().map(|n| (Some(n.0.to_string()), uuid::Uuid::nil())).collect();
     asked.extend(body.topics.iter().map(|t| (t.name.as_ref().map(|n| n.0.to_string()), t.topic_id)));
     let mut results = Vec::new();
     let mut names = Vec::new();
@@ -37,11 +38,13 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: &Request) -> Outcome {
             ),
         }
     }
-    let ids: Vec<uuid::Uuid> = names.iter().map(|n| ctx.topics.borrow().get(n).map(|m| m.id).unwrap_or_default()).collect();
+    let ids: Vec<uuid::Uuid> =
+        names.iter().map(|n| ctx.topics.borrow().get(n).map(|m| m.id).unwrap_or_default()).collect();
     let outcomes = ctx.request_change(ControllerRequest::DeleteTopics { names }).await;
     for (outcome, id) in outcomes.into_iter().zip(ids) {
-        let mut result =
-            DeletableTopicResult::default().with_name(Some(TopicName(str_bytes(&outcome.name)))).with_error_code(outcome.error_code);
+        let mut result = DeletableTopicResult::default()
+            .with_name(Some(TopicName(str_bytes(&outcome.name))))
+            .with_error_code(outcome.error_code);
         if request.api_version >= 6 {
             result.topic_id = id;
         }

@@ -15,7 +15,10 @@ pub fn handle(ctx: &Rc<ShardContext>, request: &Request) -> Outcome {
         Err(outcome) => return outcome,
     };
     let (host, port) = ctx.config.advertised_host_port();
-    let broker = DescribeClusterBroker::default().with_broker_id(BrokerId(ctx.config.node_id)).with_host(str_bytes(&host)).with_port(port);
+    let broker = DescribeClusterBroker::default()
+        .with_broker_id(BrokerId(ctx.config.node_id))
+        .with_host(str_bytes(&host))
+        .with_port(port);
     let response = DescribeClusterResponse::default()
         .with_cluster_id(str_bytes(&ctx.cluster_id))
         .with_controller_id(BrokerId(ctx.config.node_id))

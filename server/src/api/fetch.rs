@@ -55,7 +55,12 @@ async fn read_all(ctx: &Rc<ShardContext>, wanted: &[Wanted]) -> Vec<PartitionDat
         }
         let owner = ctx.owner_of(&w.topic, w.partition);
         let call_ctx = ctx.clone();
-        let request = CoreRequest::Read { topic: w.topic.clone(), partition: w.partition, offset: w.offset, max_bytes: w.max_bytes };
+        let request = CoreRequest::Read {
+            topic: w.topic.clone(),
+            partition: w.partition,
+            offset: w.offset,
+            max_bytes: w.max_bytes,
+        };
         tasks.push(Some(glommio::spawn_local(async move { call_ctx.call(owner, request).await })));
     }
     let mut out = Vec::with_capacity(wanted.len());
@@ -91,7 +96,8 @@ async fn wait_for_any(ctx: &Rc<ShardContext>, wanted: &[Wanted], timeout_ms: u64
     for w in wanted.iter().filter(|w| w.known) {
         let owner = ctx.owner_of(&w.topic, w.partition);
         let call_ctx = ctx.clone();
-        let request = CoreRequest::WaitForData { topic: w.topic.clone(), partition: w.partition, offset: w.offset, timeout_ms };
+        let request =
+            CoreRequest::WaitForData { topic: w.topic.clone(), partition: w.partition, offset: w.offset, timeout_ms };
         let sender = sender.clone();
         glommio::spawn_local(async move {
             call_ctx.call(owner, request).await;
@@ -293,7 +299,14 @@ mod tests {
                 chunks: vec![Chunk::Memory(records.slice(0..4)), Chunk::Memory(records.slice(4..))],
                 bytes: 10,
             });
-            encoder.partition(PartitionData { partition: 1, error_code: 1, high_watermark: -1, log_start_offset: -1, chunks: vec![], bytes: 0 });
+            encoder.partition(PartitionData {
+                partition: 1,
+                error_code: 1,
+                high_watermark: -1,
+                log_start_offset: -1,
+                chunks: vec![],
+                bytes: 0,
+            });
             encoder.tagged_fields();
             let response = encoder.finish();
             let mut flat = BytesMut::new();

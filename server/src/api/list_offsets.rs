@@ -33,7 +33,11 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: &Request) -> Outcome {
             match partitions_known {
                 Some(count) if p.partition_index >= 0 && p.partition_index < count => {
                     let owner = ctx.owner_of(&name, p.partition_index);
-                    let request = CoreRequest::ListOffset { topic: name.clone(), partition: p.partition_index, timestamp: p.timestamp };
+                    let request = CoreRequest::ListOffset {
+                        topic: name.clone(),
+                        partition: p.partition_index,
+                        timestamp: p.timestamp,
+                    };
                     match ctx.call(owner, request).await {
                         CoreResponse::ListOffset(Ok((timestamp, offset))) => {
                             response.timestamp = timestamp;

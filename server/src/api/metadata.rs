@@ -4,7 +4,9 @@
 
 use std::rc::Rc;
 
-use kafka_protocol::messages::metadata_response::{MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic};
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
 
 use super::{decode, respond, str_bytes, Outcome};
@@ -30,7 +32,8 @@ fn topic_entry(ctx: &ShardContext, meta: &TopicMeta, version: i16) -> MetadataRe
             partition
         })
         .collect();
-    let mut topic = MetadataResponseTopic::default().with_name(Some(TopicName(str_bytes(&meta.name)))).with_partitions(partitions);
+    let mut topic =
+        MetadataResponseTopic::default().with_name(Some(TopicName(str_bytes(&meta.name)))).with_partitions(partitions);
     if version >= 10 {
         topic.topic_id = meta.id;
     }
@@ -68,9 +71,9 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: &Request) -> Outcome {
                                 .with_error_code(ErrorCode::InvalidTopicException.code()),
                             None if allow_auto_create => match ctx.ensure_topic(&name).await {
                                 Ok(meta) => topic_entry(ctx, &meta, version),
-                                Err(code) => {
-                                    MetadataResponseTopic::default().with_name(Some(TopicName(str_bytes(&name)))).with_error_code(code.code())
-                                }
+                                Err(code) => MetadataResponseTopic::default()
+                                    .with_name(Some(TopicName(str_bytes(&name))))
+                                    .with_error_code(code.code()),
                             },
                             None => MetadataResponseTopic::default()
                                 .with_name(Some(TopicName(str_bytes(&name))))
@@ -81,7 +84,9 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: &Request) -> Outcome {
                         let known = ctx.topics.borrow().by_id(id).cloned();
                         match known {
                             Some(meta) => topic_entry(ctx, &meta, version),
-                            None => MetadataResponseTopic::default().with_topic_id(id).with_error_code(ErrorCode::UnknownTopicId.code()),
+                            None => MetadataResponseTopic::default()
+                                .with_topic_id(id)
+                                .with_error_code(ErrorCode::UnknownTopicId.code()),
                             // (only reachable in v10+, where topics can be named by id)
                         }
                     }
@@ -91,7 +96,10 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: &Request) -> Outcome {
         }
     }
     let (host, port) = ctx.config.advertised_host_port();
-    let broker = MetadataResponseBroker::default().with_node_id(BrokerId(ctx.config.node_id)).with_host(str_bytes(&host)).with_port(port);
+    let broker = MetadataResponseBroker::default()
+        .with_node_id(BrokerId(ctx.config.node_id))
+        .with_host(str_bytes(&host))
+        .with_port(port);
     let mut response = MetadataResponse::default().with_brokers(vec![broker]).with_topics(topics);
     if version >= 1 {
         response.controller_id = BrokerId(ctx.config.node_id);

@@ -196,7 +196,8 @@ mod tests {
                 };
                 decode_body(&request).unwrap_or_else(|e| panic!("{key:?} v{version}: {e}"));
                 for cut in 0..request.body.len() {
-                    let short = Request { body: Bytes::copy_from_slice(&request.body[..cut]), ..request_clone(&request) };
+                    let short =
+                        Request { body: Bytes::copy_from_slice(&request.body[..cut]), ..request_clone(&request) };
                     // Decoding a prefix must not panic; most prefixes are errors.
                     let _ = decode_body(&short);
                 }

@@ -17,7 +17,11 @@ use crate::shard::ShardContext;
 
 fn partition_error(index: i32, code: i16) -> PartitionProduceResponse {
     // log_start_offset stays at its default (-1): it exists only from v5.
-    PartitionProduceResponse::default().with_index(index).with_error_code(code).with_base_offset(-1).with_log_append_time_ms(-1)
+    PartitionProduceResponse::default()
+        .with_index(index)
+        .with_error_code(code)
+        .with_base_offset(-1)
+        .with_log_append_time_ms(-1)
 }
 
 pub async fn handle(ctx: &Rc<ShardContext>, request: &Request) -> Outcome {

@@ -14,8 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::error_code::{GROUP_ID_NOT_FOUND, NONE, NON_EMPTY_GROUP};
 use super::member::MemberIdGenerator;
 use super::messages::{
-    Answer, Completion, GroupDescription, GroupListing, Handled, JoinResponse, MemberDescription,
-    SyncResponse,
+    Answer, Completion, GroupDescription, GroupListing, Handled, JoinResponse, MemberDescription, SyncResponse,
 };
 use super::metadata::{GroupMetadata, GroupState};
 use super::offsets::OffsetStore;
@@ -136,12 +135,8 @@ impl GroupCoordinator {
     /// members that never sent SyncGroup. Returns the answers and records
     /// this produces.
     pub fn tick(&mut self, now_ms: i64) -> Vec<Completion> {
-        let due: Vec<String> = self
-            .deadlines
-            .iter()
-            .take_while(|(deadline, _)| *deadline <= now_ms)
-            .map(|(_, id)| id.clone())
-            .collect();
+        let due: Vec<String> =
+            self.deadlines.iter().take_while(|(deadline, _)| *deadline <= now_ms).map(|(_, id)| id.clone()).collect();
         let mut fx = Effects::new(&self.config, &mut self.next_ticket, now_ms);
         for group_id in &due {
             if let Some(group) = self.groups.get_mut(group_id) {
@@ -188,10 +183,7 @@ impl GroupCoordinator {
                 leader_id: None,
             };
         };
-        let stable_protocol = group
-            .protocol_name
-            .as_deref()
-            .filter(|_| group.is(GroupState::Stable));
+        let stable_protocol = group.protocol_name.as_deref().filter(|_| group.is(GroupState::Stable));
         GroupDescription {
             group_id: group.group_id.clone(),
             error_code: NONE,
@@ -207,11 +199,7 @@ impl GroupCoordinator {
                     client_id: m.client_id.clone(),
                     client_host: m.client_host.clone(),
                     metadata: stable_protocol.map(|p| m.metadata(p)).unwrap_or_default(),
-                    assignment: if stable_protocol.is_some() {
-                        m.assignment.clone()
-                    } else {
-                        Default::default()
-                    },
+                    assignment: if stable_protocol.is_some() { m.assignment.clone() } else { Default::default() },
                 })
                 .collect(),
             generation_id: group.generation_id,
@@ -271,10 +259,7 @@ impl GroupCoordinator {
             group.join_timer.is_some(),
             "group {group_id}: a join timer exactly while preparing a rebalance"
         );
-        debug_assert!(
-            !group.is(GroupState::Empty) || group.members.is_empty(),
-            "group {group_id}: Empty with members"
-        );
+        debug_assert!(!group.is(GroupState::Empty) || group.members.is_empty(), "group {group_id}: Empty with members");
         if group.pending_sync_members.is_empty() {
             // Kafka's DelayedSync completes once every member has synced.
             group.sync_deadline_ms = None;
@@ -309,49 +294,27 @@ pub(super) fn push_offset_tombstones<'a>(
 
 /// Builds the [`Handled`] of a JoinGroup: when the call both parked the
 /// request and completed it, the completion becomes the immediate answer.
-pub(super) fn handled_join(
-    answer: Answer<JoinResponse>,
-    mut completions: Vec<Completion>,
-) -> Handled<JoinResponse> {
+pub(super) fn handled_join(answer: Answer<JoinResponse>, mut completions: Vec<Completion>) -> Handled<JoinResponse> {
     if let Answer::Later(ticket) = answer {
-        let own = completions
-            .iter()
-            .position(|c| matches!(c, Completion::Join { ticket: t, .. } if *t == ticket));
+        let own = completions.iter().position(|c| matches!(c, Completion::Join { ticket: t, .. } if *t == ticket));
         if let Some(position) = own {
             if let Completion::Join { response, .. } = completions.remove(position) {
-                return Handled {
-                    answer: Answer::Now(response),
-                    completions,
-                };
+                return Handled { answer: Answer::Now(response), completions };
             }
         }
     }
-    Handled {
-        answer,
-        completions,
-    }
+    Handled { answer, completions }
 }
 
 /// As [`handled_join`], for SyncGroup.
-pub(super) fn handled_sync(
-    answer: Answer<SyncResponse>,
-    mut completions: Vec<Completion>,
-) -> Handled<SyncResponse> {
+pub(super) fn handled_sync(answer: Answer<SyncResponse>, mut completions: Vec<Completion>) -> Handled<SyncResponse> {
     if let Answer::Later(ticket) = answer {
-        let own = completions
-            .iter()
-            .position(|c| matches!(c, Completion::Sync { ticket: t, .. } if *t == ticket));
+        let own = completions.iter().position(|c| matches!(c, Completion::Sync { ticket: t, .. } if *t == ticket));
         if let Some(position) = own {
             if let Completion::Sync { response, .. } = completions.remove(position) {
-                return Handled {
-                    answer: Answer::Now(response),
-                    completions,
-                };
+                return Handled { answer: Answer::Now(response), completions };
             }
         }
     }
-    Handled {
-        answer,
-        completions,
-    }
+    Handled { answer, completions }
 }

@@ -2,9 +2,7 @@
 //! tells it when to rejoin.
 
 use super::coordinator::GroupCoordinator;
-use super::error_code::{
-    ILLEGAL_GENERATION, INVALID_GROUP_ID, NONE, REBALANCE_IN_PROGRESS, UNKNOWN_MEMBER_ID,
-};
+use super::error_code::{ILLEGAL_GENERATION, INVALID_GROUP_ID, NONE, REBALANCE_IN_PROGRESS, UNKNOWN_MEMBER_ID};
 use super::metadata::GroupState;
 use super::rebalance::{schedule_session, validate_current_member};
 

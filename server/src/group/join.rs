@@ -7,15 +7,15 @@ use std::collections::BTreeMap;
 
 use super::coordinator::{handled_join, GroupCoordinator};
 use super::error_code::{
-    GROUP_MAX_SIZE_REACHED, INCONSISTENT_GROUP_PROTOCOL, INVALID_GROUP_ID, INVALID_REQUEST,
-    INVALID_SESSION_TIMEOUT, MEMBER_ID_REQUIRED, NONE, UNKNOWN_MEMBER_ID, UNKNOWN_SERVER_ERROR,
+    GROUP_MAX_SIZE_REACHED, INCONSISTENT_GROUP_PROTOCOL, INVALID_GROUP_ID, INVALID_REQUEST, INVALID_SESSION_TIMEOUT,
+    MEMBER_ID_REQUIRED, NONE, UNKNOWN_MEMBER_ID, UNKNOWN_SERVER_ERROR,
 };
 use super::member::{MemberIdGenerator, MemberMetadata};
 use super::messages::{Answer, Handled, JoinProtocol, JoinRequest, JoinResponse};
 use super::metadata::{GroupMetadata, GroupState, PendingStore, StaticReplacement};
 use super::rebalance::{
-    emit_store_group, maybe_prepare_rebalance, prepare_rebalance, schedule_session,
-    try_complete_join, validate_current_member, Effects,
+    emit_store_group, maybe_prepare_rebalance, prepare_rebalance, schedule_session, try_complete_join,
+    validate_current_member, Effects,
 };
 use super::record::STRING_BYTES_MAX;
 
@@ -68,10 +68,7 @@ fn join_group(
         if !is_unknown_member {
             return error(UNKNOWN_MEMBER_ID);
         }
-        groups.insert(
-            request.group_id.clone(),
-            GroupMetadata::new(&request.group_id, fx.now_ms),
-        );
+        groups.insert(request.group_id.clone(), GroupMetadata::new(&request.group_id, fx.now_ms));
     }
     let Some(group) = groups.get_mut(&request.group_id) else {
         return error(UNKNOWN_MEMBER_ID);
@@ -97,16 +94,10 @@ fn fits_in_records(request: &JoinRequest) -> bool {
     let prefix_max = STRING_BYTES_MAX - MEMBER_ID_SUFFIX_BYTES;
     request.member_id.len() <= STRING_BYTES_MAX
         && request.client_id.len() <= prefix_max
-        && request
-            .group_instance_id
-            .as_ref()
-            .is_none_or(|id| id.len() <= prefix_max)
+        && request.group_instance_id.as_ref().is_none_or(|id| id.len() <= prefix_max)
         && request.client_host.len() <= STRING_BYTES_MAX
         && request.protocol_type.len() <= STRING_BYTES_MAX
-        && request
-            .protocols
-            .iter()
-            .all(|p| p.name.len() <= STRING_BYTES_MAX)
+        && request.protocols.iter().all(|p| p.name.len() <= STRING_BYTES_MAX)
 }
 
 /// Kafka's `acceptJoiningMember` (`group.max.size`).
@@ -116,10 +107,7 @@ fn accept_joining_member(group: &GroupMetadata, member_id: &str, group_max_size:
         // Counting members that have rejoined lets the last ones to rejoin
         // be turned away when the group is over its size.
         GroupState::PreparingRebalance => {
-            group
-                .members
-                .get(member_id)
-                .is_some_and(|m| m.awaiting_join.is_some())
+            group.members.get(member_id).is_some_and(|m| m.awaiting_join.is_some())
                 || group.awaiting_join_count() < group_max_size
         }
         GroupState::CompletingRebalance | GroupState::Stable => {
@@ -152,31 +140,21 @@ fn new_member_join(
     if !group.supports_protocols(&request.protocol_type, &request.protocols) {
         return Answer::Now(JoinResponse::error("", INCONSISTENT_GROUP_PROTOCOL));
     }
-    let prefix = request
-        .group_instance_id
-        .as_deref()
-        .unwrap_or(&request.client_id);
+    let prefix = request.group_instance_id.as_deref().unwrap_or(&request.client_id);
     let new_member_id = member_ids.next(prefix);
 
     match request.group_instance_id.clone() {
         Some(instance_id) => match group.static_member_id(&instance_id).map(str::to_owned) {
-            Some(old_member_id) => update_static_member_and_rebalance(
-                group,
-                &instance_id,
-                &old_member_id,
-                &new_member_id,
-                request,
-                fx,
-            ),
+            Some(old_member_id) => {
+                update_static_member_and_rebalance(group, &instance_id, &old_member_id, &new_member_id, request, fx)
+            }
             None => add_member_and_rebalance(group, new_member_id, request, fx),
         },
         None if request.require_known_member_id => {
             // KIP-394: the member must come back with this id; until it does
             // (or its session timeout passes) the join phase waits for it.
             let deadline_ms = fx.now_ms + i64::from(request.session_timeout_ms);
-            group
-                .pending_members
-                .insert(new_member_id.clone(), deadline_ms);
+            group.pending_members.insert(new_member_id.clone(), deadline_ms);
             Answer::Now(JoinResponse::error(&new_member_id, MEMBER_ID_REQUIRED))
         }
         None => add_member_and_rebalance(group, new_member_id, request, fx),
@@ -203,43 +181,28 @@ fn current_member_join(
         }
         return add_member_and_rebalance(group, member_id, request, fx);
     }
-    if let Some(code) =
-        validate_current_member(group, &member_id, request.group_instance_id.as_deref())
-    {
+    if let Some(code) = validate_current_member(group, &member_id, request.group_instance_id.as_deref()) {
         return error(code);
     }
     let is_leader = group.is_leader(&member_id);
-    let matches = group
-        .members
-        .get(&member_id)
-        .is_some_and(|m| m.matches(&request.protocols));
+    let matches = group.members.get(&member_id).is_some_and(|m| m.matches(&request.protocols));
     match group.state {
-        GroupState::PreparingRebalance => {
-            update_member_and_rebalance(group, &member_id, request, fx)
-        }
+        GroupState::PreparingRebalance => update_member_and_rebalance(group, &member_id, request, fx),
         GroupState::CompletingRebalance if matches => {
             // The member lost its JoinGroup answer: send it again.
             Answer::Now(current_generation_response(group, &member_id, is_leader))
         }
-        GroupState::CompletingRebalance => {
-            update_member_and_rebalance(group, &member_id, request, fx)
-        }
+        GroupState::CompletingRebalance => update_member_and_rebalance(group, &member_id, request, fx),
         // The leader rejoining forces a rebalance: that is how it reacts to
         // changes the member metadata does not show (new partitions).
-        GroupState::Stable if is_leader || !matches => {
-            update_member_and_rebalance(group, &member_id, request, fx)
-        }
+        GroupState::Stable if is_leader || !matches => update_member_and_rebalance(group, &member_id, request, fx),
         GroupState::Stable => Answer::Now(current_generation_response(group, &member_id, false)),
         GroupState::Empty | GroupState::Dead => error(UNKNOWN_MEMBER_ID),
     }
 }
 
 /// The current generation, as a member that already joined it is told.
-fn current_generation_response(
-    group: &GroupMetadata,
-    member_id: &str,
-    with_members: bool,
-) -> JoinResponse {
+fn current_generation_response(group: &GroupMetadata, member_id: &str, with_members: bool) -> JoinResponse {
     JoinResponse {
         error_code: NONE,
         generation_id: group.generation_id,
@@ -248,11 +211,7 @@ fn current_generation_response(
         leader: group.leader_id.clone().unwrap_or_default(),
         skip_assignment: false,
         member_id: member_id.to_owned(),
-        members: if with_members {
-            group.current_member_metadata()
-        } else {
-            Vec::new()
-        },
+        members: if with_members { group.current_member_metadata() } else { Vec::new() },
     }
 }
 
@@ -286,9 +245,7 @@ fn add_member_and_rebalance(
     }
     // Kafka's `GroupMetadata.add`.
     if let Some(instance_id) = &member.group_instance_id {
-        group
-            .static_members
-            .insert(instance_id.clone(), member_id.clone());
+        group.static_members.insert(instance_id.clone(), member_id.clone());
     }
     if group.members.is_empty() {
         group.protocol_type = Some(request.protocol_type);
@@ -346,20 +303,14 @@ pub(super) fn replace_static_member(
     let Some(mut member) = group.members.remove(old_member_id) else {
         return;
     };
-    maybe_invoke_join(
-        &mut member,
-        JoinResponse::error(old_member_id, FENCED_INSTANCE_ID),
-        fx,
-    );
+    maybe_invoke_join(&mut member, JoinResponse::error(old_member_id, FENCED_INSTANCE_ID), fx);
     maybe_invoke_sync(&mut member, SyncResponse::error(FENCED_INSTANCE_ID), fx);
     member.member_id = new_member_id.to_owned();
     group.members.insert(new_member_id.to_owned(), member);
     if group.is_leader(old_member_id) {
         group.leader_id = Some(new_member_id.to_owned());
     }
-    group
-        .static_members
-        .insert(group_instance_id.to_owned(), new_member_id.to_owned());
+    group.static_members.insert(group_instance_id.to_owned(), new_member_id.to_owned());
     // Kafka leaves the old id among the members it waits a SyncGroup from,
     // which forces a rebalance when that wait expires; the new instance
     // sends the SyncGroup, so it inherits the wait instead.
@@ -391,12 +342,8 @@ fn update_static_member_and_rebalance(
     };
     schedule_session(member, now_ms);
     let old_protocols = std::mem::replace(&mut member.supported_protocols, request.protocols);
-    let old_rebalance_timeout_ms = std::mem::replace(
-        &mut member.rebalance_timeout_ms,
-        request.rebalance_timeout_ms,
-    );
-    let old_session_timeout_ms =
-        std::mem::replace(&mut member.session_timeout_ms, request.session_timeout_ms);
+    let old_rebalance_timeout_ms = std::mem::replace(&mut member.rebalance_timeout_ms, request.rebalance_timeout_ms);
+    let old_session_timeout_ms = std::mem::replace(&mut member.session_timeout_ms, request.session_timeout_ms);
     member.awaiting_join = Some(join_ticket);
 
     match group.state {
@@ -415,9 +362,7 @@ fn update_static_member_and_rebalance(
             };
             let assignment = group.current_assignment();
             if emit_store_group(group, &assignment, replacement.ticket, fx) {
-                group
-                    .pending_stores
-                    .push(PendingStore::StaticMember(Box::new(replacement)));
+                group.pending_stores.push(PendingStore::StaticMember(Box::new(replacement)));
             } else {
                 complete_static_member_store(group, replacement, UNKNOWN_SERVER_ERROR, fx);
             }
@@ -437,15 +382,8 @@ pub(super) fn complete_static_member_store(
     error_code: i16,
     fx: &mut Effects<'_>,
 ) {
-    let StaticReplacement {
-        join_ticket,
-        new_member_id,
-        ..
-    } = &replacement;
-    let still_waiting = group
-        .members
-        .get(new_member_id)
-        .is_some_and(|m| m.awaiting_join == Some(*join_ticket));
+    let StaticReplacement { join_ticket, new_member_id, .. } = &replacement;
+    let still_waiting = group.members.get(new_member_id).is_some_and(|m| m.awaiting_join == Some(*join_ticket));
     if !still_waiting {
         // A rebalance started meanwhile and answered the JoinGroup.
         return;
@@ -471,11 +409,7 @@ pub(super) fn complete_static_member_store(
         },
         skip_assignment,
         member_id: new_member_id.clone(),
-        members: if skip_assignment {
-            group.current_member_metadata()
-        } else {
-            Vec::new()
-        },
+        members: if skip_assignment { group.current_member_metadata() } else { Vec::new() },
     };
     if let Some(member) = group.members.get_mut(new_member_id) {
         member.awaiting_join = None;
@@ -508,13 +442,7 @@ fn undo_static_member_replacement(
         member.session_timeout_ms = old_session_timeout_ms;
         member.awaiting_join = None;
     }
-    replace_static_member(
-        group,
-        &group_instance_id,
-        &new_member_id,
-        &old_member_id,
-        fx,
-    );
+    replace_static_member(group, &group_instance_id, &new_member_id, &old_member_id, fx);
     if let Some(member) = group.members.get_mut(&old_member_id) {
         schedule_session(member, fx.now_ms);
     }

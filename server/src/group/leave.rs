@@ -5,8 +5,7 @@ use super::coordinator::GroupCoordinator;
 use super::error_code::{INVALID_GROUP_ID, NONE, UNKNOWN_MEMBER_ID};
 use super::messages::{LeaveMember, LeaveMemberResponse, LeaveResponse, Left};
 use super::rebalance::{
-    remove_member_and_update_group, remove_pending_member_and_update_group,
-    validate_current_member, Effects,
+    remove_member_and_update_group, remove_pending_member_and_update_group, validate_current_member, Effects,
 };
 
 impl GroupCoordinator {
@@ -18,14 +17,8 @@ impl GroupCoordinator {
     /// member leaving makes the group Empty (next generation, recorded).
     pub fn leave(&mut self, group_id: &str, members: &[LeaveMember], now_ms: i64) -> Left {
         if group_id.is_empty() {
-            let response = LeaveResponse {
-                error_code: INVALID_GROUP_ID,
-                members: Vec::new(),
-            };
-            return Left {
-                response,
-                completions: Vec::new(),
-            };
+            let response = LeaveResponse { error_code: INVALID_GROUP_ID, members: Vec::new() };
+            return Left { response, completions: Vec::new() };
         }
         let member_response = |member: &LeaveMember, error_code| LeaveMemberResponse {
             member_id: member.member_id.clone(),
@@ -33,27 +26,15 @@ impl GroupCoordinator {
             error_code,
         };
         let Some(group) = self.groups.get_mut(group_id) else {
-            let members = members
-                .iter()
-                .map(|m| member_response(m, UNKNOWN_MEMBER_ID))
-                .collect();
-            return Left {
-                response: LeaveResponse {
-                    error_code: NONE,
-                    members,
-                },
-                completions: Vec::new(),
-            };
+            let members = members.iter().map(|m| member_response(m, UNKNOWN_MEMBER_ID)).collect();
+            return Left { response: LeaveResponse { error_code: NONE, members }, completions: Vec::new() };
         };
         let mut fx = Effects::new(&self.config, &mut self.next_ticket, now_ms);
         let mut responses = Vec::with_capacity(members.len());
         for leaving in members {
             let instance_id = leaving.group_instance_id.as_deref();
             let error_code = if leaving.member_id.is_empty() {
-                match instance_id
-                    .and_then(|id| group.static_member_id(id))
-                    .map(str::to_owned)
-                {
+                match instance_id.and_then(|id| group.static_member_id(id)).map(str::to_owned) {
                     Some(current_member_id) => {
                         remove_member_and_update_group(group, &current_member_id, &mut fx);
                         NONE
@@ -76,12 +57,6 @@ impl GroupCoordinator {
         }
         let completions = fx.completions;
         self.reindex(group_id);
-        Left {
-            response: LeaveResponse {
-                error_code: NONE,
-                members: responses,
-            },
-            completions,
-        }
+        Left { response: LeaveResponse { error_code: NONE, members: responses }, completions }
     }
 }

@@ -62,9 +62,7 @@ impl MemberMetadata {
     }
 
     pub fn supports(&self, protocol_name: &str) -> bool {
-        self.supported_protocols
-            .iter()
-            .any(|p| p.name == protocol_name)
+        self.supported_protocols.iter().any(|p| p.name == protocol_name)
     }
 
     /// Kafka's `matches`: the same protocols, in the same order, with the
@@ -75,10 +73,7 @@ impl MemberMetadata {
 
     /// The member's vote: its most preferred protocol among `candidates`.
     pub fn vote<'a>(&'a self, candidates: &[&str]) -> Option<&'a str> {
-        self.supported_protocols
-            .iter()
-            .map(|p| p.name.as_str())
-            .find(|name| candidates.contains(name))
+        self.supported_protocols.iter().map(|p| p.name.as_str()).find(|name| candidates.contains(name))
     }
 }
 
@@ -137,11 +132,7 @@ mod tests {
         let parts: Vec<_> = suffix.split('-').map(str::len).collect();
         assert_eq!(parts, vec![8, 4, 4, 4, 12]);
         assert_eq!(&suffix[14..15], "4");
-        assert_eq!(
-            MemberIdGenerator::new(7).next("rdkafka"),
-            first,
-            "same seed, same ids"
-        );
+        assert_eq!(MemberIdGenerator::new(7).next("rdkafka"), first, "same seed, same ids");
         assert_ne!(MemberIdGenerator::new(8).next("rdkafka"), first);
     }
 }

@@ -36,15 +36,9 @@ pub struct Handled<R> {
 #[derive(Debug, Clone)]
 pub enum Completion {
     /// The JoinGroup parked under `ticket` is answered.
-    Join {
-        ticket: Ticket,
-        response: JoinResponse,
-    },
+    Join { ticket: Ticket, response: JoinResponse },
     /// The SyncGroup parked under `ticket` is answered.
-    Sync {
-        ticket: Ticket,
-        response: SyncResponse,
-    },
+    Sync { ticket: Ticket, response: SyncResponse },
     /// Append `record` to the group's `__consumer_offsets` partition, then
     /// report the append's error code (0 on success) through
     /// `GroupCoordinator::group_stored(group_id, ticket, code, now_ms)`.
@@ -53,11 +47,7 @@ pub enum Completion {
     /// `storeGroup`; for the other writes the report is a no-op but harmless.
     /// Append records in the order they are handed out: the topic is
     /// compacted, so the last record of a group is the one a restart loads.
-    StoreGroup {
-        group_id: String,
-        ticket: Ticket,
-        record: Record,
-    },
+    StoreGroup { group_id: String, ticket: Ticket, record: Record },
 }
 
 /// One protocol a joining member supports, with its metadata (for a
@@ -171,12 +161,7 @@ pub struct SyncResponse {
 impl SyncResponse {
     /// Kafka's `SyncGroupResult(error)`.
     pub fn error(error_code: i16) -> Self {
-        Self {
-            error_code,
-            protocol_type: None,
-            protocol_name: None,
-            assignment: Bytes::new(),
-        }
+        Self { error_code, protocol_type: None, protocol_name: None, assignment: Bytes::new() }
     }
 }
 

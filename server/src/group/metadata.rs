@@ -74,11 +74,7 @@ pub(super) enum JoinTimer {
     /// `delay_ms` so consumers starting together land in one generation,
     /// and waits again (within `remaining_ms`) while new members keep
     /// arriving in generation 0.
-    Initial {
-        deadline_ms: i64,
-        delay_ms: i64,
-        remaining_ms: i64,
-    },
+    Initial { deadline_ms: i64, delay_ms: i64, remaining_ms: i64 },
 }
 
 impl JoinTimer {
@@ -95,11 +91,7 @@ pub(super) enum PendingStore {
     /// The leader's assignment for `generation_id`: answer the SyncGroups
     /// and go Stable on success; on failure answer them with the error and
     /// rebalance.
-    Assignment {
-        ticket: Ticket,
-        generation_id: i32,
-        assignment: BTreeMap<String, Bytes>,
-    },
+    Assignment { ticket: Ticket, generation_id: i32, assignment: BTreeMap<String, Bytes> },
     /// A static member replaced in a Stable group without a rebalance:
     /// answer its JoinGroup on success; undo the replacement on failure.
     StaticMember(Box<StaticReplacement>),
@@ -222,18 +214,11 @@ impl GroupMetadata {
 
     /// The largest rebalance timeout of the members: how long a rebalance waits.
     pub fn rebalance_timeout_ms(&self) -> i64 {
-        self.members
-            .values()
-            .map(|m| i64::from(m.rebalance_timeout_ms))
-            .max()
-            .unwrap_or(0)
+        self.members.values().map(|m| i64::from(m.rebalance_timeout_ms)).max().unwrap_or(0)
     }
 
     pub fn awaiting_join_count(&self) -> usize {
-        self.members
-            .values()
-            .filter(|m| m.awaiting_join.is_some())
-            .count()
+        self.members.values().filter(|m| m.awaiting_join.is_some()).count()
     }
 
     /// Kafka's `hasAllMembersJoined`: every member is waiting in JoinGroup
@@ -244,9 +229,7 @@ impl GroupMetadata {
 
     /// The member id `group_instance_id` currently maps to.
     pub fn static_member_id(&self, group_instance_id: &str) -> Option<&str> {
-        self.static_members
-            .get(group_instance_id)
-            .map(String::as_str)
+        self.static_members.get(group_instance_id).map(String::as_str)
     }
 
     /// Kafka's `supportsProtocols`: a first member needs a protocol type
@@ -257,9 +240,7 @@ impl GroupMetadata {
             !protocol_type.is_empty() && !protocols.is_empty()
         } else {
             self.protocol_type.as_deref() == Some(protocol_type)
-                && protocols
-                    .iter()
-                    .any(|p| self.members.values().all(|m| m.supports(&p.name)))
+                && protocols.iter().any(|p| self.members.values().all(|m| m.supports(&p.name)))
         }
     }
 
@@ -318,9 +299,7 @@ impl GroupMetadata {
 
     /// Kafka's `isSubscribedToTopic`: when unknown, assume subscribed.
     pub fn is_subscribed_to_topic(&self, topic: &str) -> bool {
-        self.subscribed_topics
-            .as_ref()
-            .is_none_or(|topics| topics.contains(topic))
+        self.subscribed_topics.as_ref().is_none_or(|topics| topics.contains(topic))
     }
 
     /// Every member with its metadata for the chosen protocol: the leader's
@@ -381,21 +360,14 @@ impl GroupMetadata {
 
     /// The current assignment of every member.
     pub fn current_assignment(&self) -> BTreeMap<String, Bytes> {
-        self.members
-            .values()
-            .map(|m| (m.member_id.clone(), m.assignment.clone()))
-            .collect()
+        self.members.values().map(|m| (m.member_id.clone(), m.assignment.clone())).collect()
     }
 
     /// The earliest timer of this group, if any.
     pub fn next_deadline_ms(&self) -> Option<i64> {
         let members = self.members.values().filter_map(|m| m.session_deadline_ms);
         let pending = self.pending_members.values().copied();
-        let group = self
-            .join_timer
-            .map(JoinTimer::deadline_ms)
-            .into_iter()
-            .chain(self.sync_deadline_ms);
+        let group = self.join_timer.map(JoinTimer::deadline_ms).into_iter().chain(self.sync_deadline_ms);
         members.chain(pending).chain(group).min()
     }
 }

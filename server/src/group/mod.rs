@@ -48,18 +48,16 @@ mod sync;
 #[cfg(test)]
 mod tests;
 
-pub use coordinator::{
-    DeleteGroupsOutcome, GroupConfig, GroupCoordinator, OFFSETS_RETENTION_MS_DEFAULT,
-};
+pub use coordinator::{DeleteGroupsOutcome, GroupConfig, GroupCoordinator, OFFSETS_RETENTION_MS_DEFAULT};
 pub use messages::{
-    Answer, Completion, GroupDescription, GroupListing, Handled, JoinProtocol, JoinRequest,
-    JoinResponse, JoinResponseMember, LeaveMember, LeaveMemberResponse, LeaveResponse, Left,
-    MemberDescription, SyncAssignment, SyncRequest, SyncResponse, Ticket,
+    Answer, Completion, GroupDescription, GroupListing, Handled, JoinProtocol, JoinRequest, JoinResponse,
+    JoinResponseMember, LeaveMember, LeaveMemberResponse, LeaveResponse, Left, MemberDescription, SyncAssignment,
+    SyncRequest, SyncResponse, Ticket,
 };
 pub use metadata::GroupState;
 pub use offsets::{
-    OffsetAndMetadata, OffsetCommitOutcome, OffsetCommitPartition, OffsetCommitRequest,
-    OffsetDeleteOutcome, OffsetFetchPartition, OffsetStore, PartitionResult, TopicPartition,
+    OffsetAndMetadata, OffsetCommitOutcome, OffsetCommitPartition, OffsetCommitRequest, OffsetDeleteOutcome,
+    OffsetFetchPartition, OffsetStore, PartitionResult, TopicPartition,
 };
 pub use record::{Record, RecordError};
 
@@ -71,13 +69,8 @@ pub const GROUP_METADATA_TOPIC_NAME: &str = "__consumer_offsets";
 /// `String.hashCode` over UTF-16 code units, so a group maps to the same
 /// partition number as in Kafka.
 pub fn offsets_partition_for(group_id: &str, partition_count: i32) -> i32 {
-    assert!(
-        partition_count > 0,
-        "__consumer_offsets has at least one partition"
-    );
-    let hash = group_id.encode_utf16().fold(0i32, |hash, unit| {
-        hash.wrapping_mul(31).wrapping_add(i32::from(unit))
-    });
+    assert!(partition_count > 0, "__consumer_offsets has at least one partition");
+    let hash = group_id.encode_utf16().fold(0i32, |hash, unit| hash.wrapping_mul(31).wrapping_add(i32::from(unit)));
     // Kafka's Utils.abs maps Int.MinValue to 0.
     let positive = if hash == i32::MIN { 0 } else { hash.abs() };
     positive % partition_count

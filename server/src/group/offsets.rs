@@ -14,9 +14,9 @@ use std::collections::BTreeMap;
 
 use super::coordinator::{push_offset_tombstones, GroupCoordinator};
 use super::error_code::{
-    COORDINATOR_NOT_AVAILABLE, GROUP_ID_NOT_FOUND, GROUP_SUBSCRIBED_TO_TOPIC, ILLEGAL_GENERATION,
-    INVALID_GROUP_ID, NONE, NON_EMPTY_GROUP, OFFSET_METADATA_TOO_LARGE, REBALANCE_IN_PROGRESS,
-    UNKNOWN_MEMBER_ID, UNKNOWN_TOPIC_OR_PARTITION,
+    COORDINATOR_NOT_AVAILABLE, GROUP_ID_NOT_FOUND, GROUP_SUBSCRIBED_TO_TOPIC, ILLEGAL_GENERATION, INVALID_GROUP_ID,
+    NONE, NON_EMPTY_GROUP, OFFSET_METADATA_TOO_LARGE, REBALANCE_IN_PROGRESS, UNKNOWN_MEMBER_ID,
+    UNKNOWN_TOPIC_OR_PARTITION,
 };
 use super::metadata::{GroupMetadata, GroupState};
 use super::rebalance::{schedule_session, validate_current_member};
@@ -31,10 +31,7 @@ pub struct TopicPartition {
 
 impl TopicPartition {
     pub fn new(topic: &str, partition: i32) -> Self {
-        Self {
-            topic: topic.to_owned(),
-            partition,
-        }
+        Self { topic: topic.to_owned(), partition }
     }
 }
 
@@ -64,17 +61,12 @@ impl OffsetStore {
     }
 
     /// The offsets of one group, in topic and partition order.
-    pub fn group(
-        &self,
-        group_id: &str,
-    ) -> impl Iterator<Item = (&TopicPartition, &OffsetAndMetadata)> {
+    pub fn group(&self, group_id: &str) -> impl Iterator<Item = (&TopicPartition, &OffsetAndMetadata)> {
         self.groups.get(group_id).into_iter().flatten()
     }
 
     pub fn has_offsets(&self, group_id: &str) -> bool {
-        self.groups
-            .get(group_id)
-            .is_some_and(|offsets| !offsets.is_empty())
+        self.groups.get(group_id).is_some_and(|offsets| !offsets.is_empty())
     }
 
     /// How many offsets all groups hold.
@@ -86,23 +78,11 @@ impl OffsetStore {
         self.groups.values().all(BTreeMap::is_empty)
     }
 
-    pub(super) fn put(
-        &mut self,
-        group_id: &str,
-        partition: TopicPartition,
-        offset: OffsetAndMetadata,
-    ) {
-        self.groups
-            .entry(group_id.to_owned())
-            .or_default()
-            .insert(partition, offset);
+    pub(super) fn put(&mut self, group_id: &str, partition: TopicPartition, offset: OffsetAndMetadata) {
+        self.groups.entry(group_id.to_owned()).or_default().insert(partition, offset);
     }
 
-    pub(super) fn remove(
-        &mut self,
-        group_id: &str,
-        partition: &TopicPartition,
-    ) -> Option<OffsetAndMetadata> {
+    pub(super) fn remove(&mut self, group_id: &str, partition: &TopicPartition) -> Option<OffsetAndMetadata> {
         let offsets = self.groups.get_mut(group_id)?;
         let removed = offsets.remove(partition);
         if offsets.is_empty() {
@@ -111,10 +91,7 @@ impl OffsetStore {
         removed
     }
 
-    pub(super) fn remove_group(
-        &mut self,
-        group_id: &str,
-    ) -> BTreeMap<TopicPartition, OffsetAndMetadata> {
+    pub(super) fn remove_group(&mut self, group_id: &str) -> BTreeMap<TopicPartition, OffsetAndMetadata> {
         self.groups.remove(group_id).unwrap_or_default()
     }
 }
@@ -212,8 +189,7 @@ impl GroupCoordinator {
             if generation_id >= 0 {
                 return ILLEGAL_GENERATION;
             }
-            self.groups
-                .insert(group_id.to_owned(), GroupMetadata::new(group_id, now_ms));
+            self.groups.insert(group_id.to_owned(), GroupMetadata::new(group_id, now_ms));
         }
         let Some(group) = self.groups.get_mut(group_id) else {
             return COORDINATOR_NOT_AVAILABLE;
@@ -274,25 +250,15 @@ impl GroupCoordinator {
             } else if offset.metadata.len() > self.config.offset_metadata_max_bytes {
                 OFFSET_METADATA_TOO_LARGE
             } else {
-                match Record::offset_commit(
-                    &request.group_id,
-                    &partition.topic,
-                    partition.partition,
-                    &offset,
-                ) {
+                match Record::offset_commit(&request.group_id, &partition.topic, partition.partition, &offset) {
                     Ok(record) => {
                         outcome.records.push(record);
-                        outcome.accepted.push((
-                            TopicPartition::new(&partition.topic, partition.partition),
-                            offset,
-                        ));
+                        outcome.accepted.push((TopicPartition::new(&partition.topic, partition.partition), offset));
                         NONE
                     }
                     // Only a topic name or metadata too long for a record
                     // string gets here; no such topic can exist.
-                    Err(_) if partition.topic.len() > STRING_BYTES_MAX => {
-                        UNKNOWN_TOPIC_OR_PARTITION
-                    }
+                    Err(_) if partition.topic.len() > STRING_BYTES_MAX => UNKNOWN_TOPIC_OR_PARTITION,
                     Err(_) => OFFSET_METADATA_TOO_LARGE,
                 }
             };
@@ -312,12 +278,9 @@ impl GroupCoordinator {
         if outcome.accepted.is_empty() {
             return;
         }
-        self.groups
-            .entry(outcome.group_id.clone())
-            .or_insert_with(|| GroupMetadata::new(&outcome.group_id, now_ms));
+        self.groups.entry(outcome.group_id.clone()).or_insert_with(|| GroupMetadata::new(&outcome.group_id, now_ms));
         for (partition, offset) in &outcome.accepted {
-            self.offsets
-                .put(&outcome.group_id, partition.clone(), offset.clone());
+            self.offsets.put(&outcome.group_id, partition.clone(), offset.clone());
         }
     }
 
@@ -325,30 +288,18 @@ impl GroupCoordinator {
     /// partition the group has one for when `None`. A partition without
     /// one, or an unknown group, answers offset -1 with error NONE, whatever
     /// the group's state (Kafka returns offsets "blindly").
-    pub fn fetch_offsets(
-        &self,
-        group_id: &str,
-        partitions: Option<&[TopicPartition]>,
-    ) -> Vec<OffsetFetchPartition> {
-        let fetched =
-            |partition: &TopicPartition, offset: Option<&OffsetAndMetadata>| OffsetFetchPartition {
-                topic: partition.topic.clone(),
-                partition: partition.partition,
-                offset: offset.map_or(-1, |o| o.offset),
-                leader_epoch: offset.map_or(-1, |o| o.leader_epoch),
-                metadata: offset.map(|o| o.metadata.clone()).unwrap_or_default(),
-                error_code: NONE,
-            };
+    pub fn fetch_offsets(&self, group_id: &str, partitions: Option<&[TopicPartition]>) -> Vec<OffsetFetchPartition> {
+        let fetched = |partition: &TopicPartition, offset: Option<&OffsetAndMetadata>| OffsetFetchPartition {
+            topic: partition.topic.clone(),
+            partition: partition.partition,
+            offset: offset.map_or(-1, |o| o.offset),
+            leader_epoch: offset.map_or(-1, |o| o.leader_epoch),
+            metadata: offset.map(|o| o.metadata.clone()).unwrap_or_default(),
+            error_code: NONE,
+        };
         match partitions {
-            Some(partitions) => partitions
-                .iter()
-                .map(|p| fetched(p, self.offsets.get(group_id, p)))
-                .collect(),
-            None => self
-                .offsets
-                .group(group_id)
-                .map(|(p, o)| fetched(p, Some(o)))
-                .collect(),
+            Some(partitions) => partitions.iter().map(|p| fetched(p, self.offsets.get(group_id, p))).collect(),
+            None => self.offsets.group(group_id).map(|(p, o)| fetched(p, Some(o))).collect(),
         }
     }
 
@@ -357,16 +308,8 @@ impl GroupCoordinator {
     /// topics it subscribes to are refused with GROUP_SUBSCRIBED_TO_TOPIC and
     /// the others deleted; any other group with members answers
     /// NON_EMPTY_GROUP, an unknown group GROUP_ID_NOT_FOUND.
-    pub fn delete_offsets(
-        &mut self,
-        group_id: &str,
-        partitions: &[TopicPartition],
-    ) -> OffsetDeleteOutcome {
-        let refused = |error_code| OffsetDeleteOutcome {
-            error_code,
-            partitions: Vec::new(),
-            records: Vec::new(),
-        };
+    pub fn delete_offsets(&mut self, group_id: &str, partitions: &[TopicPartition]) -> OffsetDeleteOutcome {
+        let refused = |error_code| OffsetDeleteOutcome { error_code, partitions: Vec::new(), records: Vec::new() };
         if group_id.is_empty() {
             return refused(INVALID_GROUP_ID);
         }
@@ -377,9 +320,7 @@ impl GroupCoordinator {
         let mut eligible = Vec::new();
         match group.state {
             GroupState::Empty => eligible.extend(partitions.iter().cloned()),
-            GroupState::PreparingRebalance
-            | GroupState::CompletingRebalance
-            | GroupState::Stable
+            GroupState::PreparingRebalance | GroupState::CompletingRebalance | GroupState::Stable
                 if group.is_consumer_group() =>
             {
                 for partition in partitions {
@@ -397,11 +338,8 @@ impl GroupCoordinator {
             _ => return refused(NON_EMPTY_GROUP),
         }
         let mut records = Vec::new();
-        let removed: Vec<TopicPartition> = eligible
-            .iter()
-            .filter(|p| self.offsets.remove(group_id, p).is_some())
-            .cloned()
-            .collect();
+        let removed: Vec<TopicPartition> =
+            eligible.iter().filter(|p| self.offsets.remove(group_id, p).is_some()).cloned().collect();
         push_offset_tombstones(group_id, removed.iter(), &mut records);
         self.drop_group_if_dead(group_id, &mut records);
         results.extend(eligible.into_iter().map(|p| PartitionResult {
@@ -409,11 +347,7 @@ impl GroupCoordinator {
             partition: p.partition,
             error_code: NONE,
         }));
-        OffsetDeleteOutcome {
-            error_code: NONE,
-            partitions: results,
-            records,
-        }
+        OffsetDeleteOutcome { error_code: NONE, partitions: results, records }
     }
 
     /// Offset retention (`offsets.retention.minutes`), Kafka's
@@ -435,9 +369,7 @@ impl GroupCoordinator {
             let expired: Vec<TopicPartition> = self
                 .offsets
                 .group(group_id)
-                .filter(|(partition, offset)| {
-                    offset_expired(group, partition, offset, now_ms, retention_ms)
-                })
+                .filter(|(partition, offset)| offset_expired(group, partition, offset, now_ms, retention_ms))
                 .map(|(partition, _)| partition.clone())
                 .collect();
             for partition in &expired {
@@ -451,10 +383,7 @@ impl GroupCoordinator {
 
     /// Kafka's end of `cleanupGroupMetadata`: an Empty group without offsets is Dead.
     fn drop_group_if_dead(&mut self, group_id: &str, records: &mut Vec<Record>) {
-        let empty = self
-            .groups
-            .get(group_id)
-            .is_some_and(|g| g.is(GroupState::Empty));
+        let empty = self.groups.get(group_id).is_some_and(|g| g.is(GroupState::Empty));
         if empty && !self.offsets.has_offsets(group_id) {
             self.remove_dead_group(group_id, records);
         }
@@ -470,15 +399,11 @@ fn offset_expired(
     retention_ms: i64,
 ) -> bool {
     let base_timestamp_ms = match (&group.protocol_type, group.state) {
-        (Some(_), GroupState::Empty) => group
-            .current_state_timestamp_ms
-            .unwrap_or(offset.commit_timestamp_ms),
-        (Some(_), GroupState::Stable) if group.is_consumer_group() => {
-            match &group.subscribed_topics {
-                Some(topics) if !topics.contains(&partition.topic) => offset.commit_timestamp_ms,
-                _ => return false,
-            }
-        }
+        (Some(_), GroupState::Empty) => group.current_state_timestamp_ms.unwrap_or(offset.commit_timestamp_ms),
+        (Some(_), GroupState::Stable) if group.is_consumer_group() => match &group.subscribed_topics {
+            Some(topics) if !topics.contains(&partition.topic) => offset.commit_timestamp_ms,
+            _ => return false,
+        },
         (None, _) => offset.commit_timestamp_ms,
         _ => return false,
     };

@@ -31,12 +31,7 @@ pub(super) struct Effects<'a> {
 
 impl<'a> Effects<'a> {
     pub fn new(config: &'a GroupConfig, next_ticket: &'a mut u64, now_ms: i64) -> Self {
-        Self {
-            config,
-            next_ticket,
-            now_ms,
-            completions: Vec::new(),
-        }
+        Self { config, next_ticket, now_ms, completions: Vec::new() }
     }
 
     pub fn ticket(&mut self) -> Ticket {
@@ -59,11 +54,7 @@ pub(super) fn schedule_session(member: &mut MemberMetadata, now_ms: i64) {
 }
 
 /// Answers the member's parked JoinGroup, if any. True if there was one.
-pub(super) fn maybe_invoke_join(
-    member: &mut MemberMetadata,
-    response: JoinResponse,
-    fx: &mut Effects<'_>,
-) -> bool {
+pub(super) fn maybe_invoke_join(member: &mut MemberMetadata, response: JoinResponse, fx: &mut Effects<'_>) -> bool {
     match member.awaiting_join.take() {
         Some(ticket) => {
             fx.answer_join(ticket, response);
@@ -74,11 +65,7 @@ pub(super) fn maybe_invoke_join(
 }
 
 /// Answers the member's parked SyncGroup, if any. True if there was one.
-pub(super) fn maybe_invoke_sync(
-    member: &mut MemberMetadata,
-    response: SyncResponse,
-    fx: &mut Effects<'_>,
-) -> bool {
+pub(super) fn maybe_invoke_sync(member: &mut MemberMetadata, response: SyncResponse, fx: &mut Effects<'_>) -> bool {
     match member.awaiting_sync.take() {
         Some(ticket) => {
             fx.answer_sync(ticket, response);
@@ -135,9 +122,7 @@ pub(super) fn prepare_rebalance(group: &mut GroupMetadata, fx: &mut Effects<'_>)
             remaining_ms: (group.rebalance_timeout_ms() - delay_ms).max(0),
         }
     } else {
-        JoinTimer::Rebalance {
-            deadline_ms: now_ms + group.rebalance_timeout_ms(),
-        }
+        JoinTimer::Rebalance { deadline_ms: now_ms + group.rebalance_timeout_ms() }
     };
     group.transition_to(GroupState::PreparingRebalance, now_ms);
     group.join_timer = Some(timer);
@@ -172,9 +157,7 @@ pub(super) fn on_complete_join(group: &mut GroupMetadata, fx: &mut Effects<'_>) 
     if !maybe_elect_new_joined_leader(group) && !group.members.is_empty() {
         // Only static members that have not rejoined are left: wait another
         // rebalance timeout for them (their sessions may expire meanwhile).
-        group.join_timer = Some(JoinTimer::Rebalance {
-            deadline_ms: now_ms + group.rebalance_timeout_ms(),
-        });
+        group.join_timer = Some(JoinTimer::Rebalance { deadline_ms: now_ms + group.rebalance_timeout_ms() });
         return;
     }
 
@@ -202,11 +185,7 @@ pub(super) fn on_complete_join(group: &mut GroupMetadata, fx: &mut Effects<'_>) 
             leader: leader.clone(),
             skip_assignment: false,
             member_id: member.member_id.clone(),
-            members: if is_leader {
-                leader_members.clone()
-            } else {
-                Vec::new()
-            },
+            members: if is_leader { leader_members.clone() } else { Vec::new() },
         };
         maybe_invoke_join(member, response, fx);
         schedule_session(member, now_ms);
@@ -222,11 +201,7 @@ fn maybe_elect_new_joined_leader(group: &mut GroupMetadata) -> bool {
     let Some(leader) = group.leader_id.as_deref() else {
         return false;
     };
-    if group
-        .members
-        .get(leader)
-        .is_some_and(|m| m.awaiting_join.is_some())
-    {
+    if group.members.get(leader).is_some_and(|m| m.awaiting_join.is_some()) {
         return true;
     }
     match group.members.values().find(|m| m.awaiting_join.is_some()) {
@@ -247,10 +222,7 @@ fn init_next_generation(group: &mut GroupMetadata, now_ms: i64) {
         group.transition_to(GroupState::Empty, now_ms);
     } else {
         group.protocol_name = group.select_protocol();
-        debug_assert!(
-            group.protocol_name.is_some(),
-            "members always share a protocol"
-        );
+        debug_assert!(group.protocol_name.is_some(), "members always share a protocol");
         group.subscribed_topics = group.compute_subscribed_topics();
         group.transition_to(GroupState::CompletingRebalance, now_ms);
     }
@@ -269,11 +241,7 @@ pub(super) fn emit_store_group(
 ) -> bool {
     match Record::group_metadata(&group.group_id, &group.metadata_value(assignment)) {
         Ok(record) => {
-            fx.completions.push(Completion::StoreGroup {
-                group_id: group.group_id.clone(),
-                ticket,
-                record,
-            });
+            fx.completions.push(Completion::StoreGroup { group_id: group.group_id.clone(), ticket, record });
             true
         }
         Err(_) => false,
@@ -283,11 +251,8 @@ pub(super) fn emit_store_group(
 /// Kafka's `propagateAssignment`: answers every parked SyncGroup with the
 /// member's assignment (or `error`) and restarts its session.
 fn propagate_assignment(group: &mut GroupMetadata, error_code: i16, fx: &mut Effects<'_>) {
-    let (protocol_type, protocol_name) = if error_code == NONE {
-        (group.protocol_type.clone(), group.protocol_name.clone())
-    } else {
-        (None, None)
-    };
+    let (protocol_type, protocol_name) =
+        if error_code == NONE { (group.protocol_type.clone(), group.protocol_name.clone()) } else { (None, None) };
     let now_ms = fx.now_ms;
     for member in group.members.values_mut() {
         let response = SyncResponse {
@@ -315,20 +280,13 @@ pub(super) fn set_and_propagate_assignment(
         group.group_id
     );
     for member in group.members.values_mut() {
-        member.assignment = assignment
-            .get(&member.member_id)
-            .cloned()
-            .unwrap_or_default();
+        member.assignment = assignment.get(&member.member_id).cloned().unwrap_or_default();
     }
     propagate_assignment(group, NONE, fx);
 }
 
 /// Kafka's `resetAndPropagateAssignmentError`.
-pub(super) fn reset_and_propagate_assignment_error(
-    group: &mut GroupMetadata,
-    error_code: i16,
-    fx: &mut Effects<'_>,
-) {
+pub(super) fn reset_and_propagate_assignment_error(group: &mut GroupMetadata, error_code: i16, fx: &mut Effects<'_>) {
     assert!(
         group.is(GroupState::CompletingRebalance),
         "group {}: assignment outside CompletingRebalance",
@@ -343,11 +301,7 @@ pub(super) fn reset_and_propagate_assignment_error(
 /// Kafka's `removeMemberAndUpdateGroup`: a parked JoinGroup of the member
 /// is answered UNKNOWN_MEMBER_ID so a live client rejoins; the group
 /// rebalances (or its join phase may now be complete).
-pub(super) fn remove_member_and_update_group(
-    group: &mut GroupMetadata,
-    member_id: &str,
-    fx: &mut Effects<'_>,
-) {
+pub(super) fn remove_member_and_update_group(group: &mut GroupMetadata, member_id: &str, fx: &mut Effects<'_>) {
     if let Some(member) = group.members.get_mut(member_id) {
         maybe_invoke_join(member, JoinResponse::error("", UNKNOWN_MEMBER_ID), fx);
         // Kafka drops a parked SyncGroup of a removed member; pinion answers
@@ -363,11 +317,7 @@ pub(super) fn remove_member_and_update_group(
 }
 
 /// Kafka's `removePendingMemberAndUpdateGroup`.
-pub(super) fn remove_pending_member_and_update_group(
-    group: &mut GroupMetadata,
-    member_id: &str,
-    fx: &mut Effects<'_>,
-) {
+pub(super) fn remove_pending_member_and_update_group(group: &mut GroupMetadata, member_id: &str, fx: &mut Effects<'_>) {
     group.remove(member_id);
     if group.is(GroupState::PreparingRebalance) {
         try_complete_join(group, fx);
@@ -385,14 +335,11 @@ enum DueTimer {
 
 /// The earliest due timer; on equal deadlines member timers go first.
 fn next_due_timer(group: &GroupMetadata, now_ms: i64) -> Option<DueTimer> {
-    let sessions = group.members.values().filter_map(|m| {
-        m.session_deadline_ms
-            .map(|d| (d, DueTimer::Session(m.member_id.clone())))
-    });
-    let pending = group
-        .pending_members
-        .iter()
-        .map(|(id, d)| (*d, DueTimer::PendingMember(id.clone())));
+    let sessions = group
+        .members
+        .values()
+        .filter_map(|m| m.session_deadline_ms.map(|d| (d, DueTimer::Session(m.member_id.clone()))));
+    let pending = group.pending_members.iter().map(|(id, d)| (*d, DueTimer::PendingMember(id.clone())));
     let sync = group.sync_deadline_ms.map(|d| (d, DueTimer::Sync));
     let join = group.join_timer.map(|t| (t.deadline_ms(), DueTimer::Join));
     sessions
@@ -417,9 +364,7 @@ pub(super) fn fire_due_timers(group: &mut GroupMetadata, fx: &mut Effects<'_>) {
         };
         match timer {
             DueTimer::Session(member_id) => on_expire_heartbeat(group, &member_id, fx),
-            DueTimer::PendingMember(member_id) => {
-                remove_pending_member_and_update_group(group, &member_id, fx)
-            }
+            DueTimer::PendingMember(member_id) => remove_pending_member_and_update_group(group, &member_id, fx),
             DueTimer::Sync => on_expire_pending_sync(group, fx),
             DueTimer::Join => on_expire_join(group, fx),
         }
@@ -443,10 +388,7 @@ fn on_expire_heartbeat(group: &mut GroupMetadata, member_id: &str, fx: &mut Effe
 /// removed and the group rebalances.
 fn on_expire_pending_sync(group: &mut GroupMetadata, fx: &mut Effects<'_>) {
     group.sync_deadline_ms = None;
-    let waiting = matches!(
-        group.state,
-        GroupState::CompletingRebalance | GroupState::Stable
-    );
+    let waiting = matches!(group.state, GroupState::CompletingRebalance | GroupState::Stable);
     if waiting && !group.pending_sync_members.is_empty() {
         let pending: Vec<String> = group.pending_sync_members.iter().cloned().collect();
         for member_id in &pending {
@@ -462,12 +404,7 @@ fn on_expire_join(group: &mut GroupMetadata, fx: &mut Effects<'_>) {
     let Some(timer) = group.join_timer.take() else {
         return;
     };
-    if let JoinTimer::Initial {
-        delay_ms,
-        remaining_ms,
-        ..
-    } = timer
-    {
+    if let JoinTimer::Initial { delay_ms, remaining_ms, .. } = timer {
         if group.new_member_added && remaining_ms != 0 {
             group.new_member_added = false;
             let configured_ms = i64::from(fx.config.group_initial_rebalance_delay_ms.max(0));

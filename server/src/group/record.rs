@@ -75,45 +75,26 @@ impl Record {
     }
 
     /// The tombstone that deletes one committed offset.
-    pub fn offset_commit_tombstone(
-        group_id: &str,
-        topic: &str,
-        partition: i32,
-    ) -> Result<Self, RecordError> {
-        Ok(Self {
-            key: encode_offset_commit_key(group_id, topic, partition)?,
-            value: None,
-        })
+    pub fn offset_commit_tombstone(group_id: &str, topic: &str, partition: i32) -> Result<Self, RecordError> {
+        Ok(Self { key: encode_offset_commit_key(group_id, topic, partition)?, value: None })
     }
 
     /// The record of a group's membership and assignment.
     pub fn group_metadata(group_id: &str, value: &GroupMetadataValue) -> Result<Self, RecordError> {
-        Ok(Self {
-            key: encode_group_metadata_key(group_id)?,
-            value: Some(encode_group_metadata_value(value)?),
-        })
+        Ok(Self { key: encode_group_metadata_key(group_id)?, value: Some(encode_group_metadata_value(value)?) })
     }
 
     /// The tombstone that deletes a group's metadata.
     pub fn group_metadata_tombstone(group_id: &str) -> Result<Self, RecordError> {
-        Ok(Self {
-            key: encode_group_metadata_key(group_id)?,
-            value: None,
-        })
+        Ok(Self { key: encode_group_metadata_key(group_id)?, value: None })
     }
 }
 
 /// A decoded key: which kind of record, and what it is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RecordKey {
-    OffsetCommit {
-        group_id: String,
-        topic: String,
-        partition: i32,
-    },
-    GroupMetadata {
-        group_id: String,
-    },
+    OffsetCommit { group_id: String, topic: String, partition: i32 },
+    GroupMetadata { group_id: String },
 }
 
 /// The stored metadata of one group (Kafka's `GroupMetadataValue`).
@@ -204,10 +185,7 @@ impl fmt::Display for RecordError {
             }
             Self::StringTooLong { field, length } => {
                 let max = STRING_BYTES_MAX;
-                write!(
-                    f,
-                    "field {field} is {length} bytes; a record string holds {max}"
-                )
+                write!(f, "field {field} is {length} bytes; a record string holds {max}")
             }
             Self::Inconsistent { reason } => write!(f, "inconsistent record: {reason}"),
         }
@@ -217,11 +195,7 @@ impl fmt::Display for RecordError {
 impl std::error::Error for RecordError {}
 
 /// The key of an offset commit record (version 1).
-pub fn encode_offset_commit_key(
-    group_id: &str,
-    topic: &str,
-    partition: i32,
-) -> Result<Bytes, RecordError> {
+pub fn encode_offset_commit_key(group_id: &str, topic: &str, partition: i32) -> Result<Bytes, RecordError> {
     let mut writer = Writer::with_capacity(2 + 2 + group_id.len() + 2 + topic.len() + 4);
     writer.i16(OFFSET_COMMIT_KEY_VERSION);
     writer.string("group", group_id)?;
@@ -266,11 +240,7 @@ pub fn encode_offset_commit_value(offset: &OffsetAndMetadata) -> Result<Bytes, R
 pub fn encode_group_metadata_value(value: &GroupMetadataValue) -> Result<Bytes, RecordError> {
     // Capacity only: the fixed-size fields and length prefixes of a member
     // take 32 bytes, the rest is its strings and byte arrays.
-    let members_len: usize = value
-        .members
-        .iter()
-        .map(MemberMetadataValue::encoded_len_estimate)
-        .sum();
+    let members_len: usize = value.members.iter().map(MemberMetadataValue::encoded_len_estimate).sum();
     let mut writer = Writer::with_capacity(64 + value.protocol_type.len() + members_len);
     writer.i16(GROUP_METADATA_VALUE_VERSION);
     writer.string("protocol_type", &value.protocol_type)?;
@@ -294,12 +264,8 @@ pub fn encode_group_metadata_value(value: &GroupMetadataValue) -> Result<Bytes, 
 
 impl MemberMetadataValue {
     fn encoded_len_estimate(&self) -> usize {
-        let strings = [
-            Some(&self.member_id),
-            self.group_instance_id.as_ref(),
-            Some(&self.client_id),
-            Some(&self.client_host),
-        ];
+        let strings =
+            [Some(&self.member_id), self.group_instance_id.as_ref(), Some(&self.client_id), Some(&self.client_host)];
         let strings_len: usize = strings.into_iter().flatten().map(String::len).sum();
         32 + strings_len + self.subscription.len() + self.assignment.len()
     }
@@ -315,9 +281,7 @@ pub fn decode_key(key: &[u8]) -> Result<RecordKey, RecordError> {
             topic: reader.string("topic")?,
             partition: reader.i32("partition")?,
         },
-        GROUP_METADATA_KEY_VERSION => RecordKey::GroupMetadata {
-            group_id: reader.string("group")?,
-        },
+        GROUP_METADATA_KEY_VERSION => RecordKey::GroupMetadata { group_id: reader.string("group")? },
         other => return Err(RecordError::UnknownKeyVersion(other)),
     };
     reader.finish("key")?;
@@ -329,17 +293,10 @@ pub fn decode_offset_commit_value(value: &[u8]) -> Result<OffsetAndMetadata, Rec
     let mut reader = Reader::new(value);
     let version = reader.i16("value_version")?;
     if !(0..=3).contains(&version) {
-        return Err(RecordError::UnknownValueVersion {
-            record: "offset commit",
-            version,
-        });
+        return Err(RecordError::UnknownValueVersion { record: "offset commit", version });
     }
     let offset = reader.i64("offset")?;
-    let leader_epoch = if version >= 3 {
-        reader.i32("leader_epoch")?
-    } else {
-        -1
-    };
+    let leader_epoch = if version >= 3 { reader.i32("leader_epoch")? } else { -1 };
     let metadata = reader.string("metadata")?;
     let commit_timestamp_ms = reader.i64("commit_timestamp")?;
     let expire_timestamp_ms = if version == 1 {
@@ -349,13 +306,7 @@ pub fn decode_offset_commit_value(value: &[u8]) -> Result<OffsetAndMetadata, Rec
         None
     };
     reader.finish("offset commit value")?;
-    Ok(OffsetAndMetadata {
-        offset,
-        leader_epoch,
-        metadata,
-        commit_timestamp_ms,
-        expire_timestamp_ms,
-    })
+    Ok(OffsetAndMetadata { offset, leader_epoch, metadata, commit_timestamp_ms, expire_timestamp_ms })
 }
 
 /// Decodes a group metadata value of version 0 to 3.
@@ -363,20 +314,13 @@ pub fn decode_group_metadata_value(value: &[u8]) -> Result<GroupMetadataValue, R
     let mut reader = Reader::new(value);
     let version = reader.i16("value_version")?;
     if !(0..=3).contains(&version) {
-        return Err(RecordError::UnknownValueVersion {
-            record: "group metadata",
-            version,
-        });
+        return Err(RecordError::UnknownValueVersion { record: "group metadata", version });
     }
     let protocol_type = reader.string("protocol_type")?;
     let generation_id = reader.i32("generation")?;
     let protocol_name = reader.nullable_string("protocol")?;
     let leader_id = reader.nullable_string("leader")?;
-    let current_state_timestamp_ms = if version >= 2 {
-        reader.i64("current_state_timestamp")?
-    } else {
-        -1
-    };
+    let current_state_timestamp_ms = if version >= 2 { reader.i64("current_state_timestamp")? } else { -1 };
     // The smallest member: its empty strings, its int32 timeouts and two
     // empty byte arrays.
     let member_bytes_min = match version {
@@ -388,18 +332,10 @@ pub fn decode_group_metadata_value(value: &[u8]) -> Result<GroupMetadataValue, R
     let mut members = Vec::with_capacity(count);
     for _ in 0..count {
         let member_id = reader.string("member_id")?;
-        let group_instance_id = if version >= 3 {
-            reader.nullable_string("group_instance_id")?
-        } else {
-            None
-        };
+        let group_instance_id = if version >= 3 { reader.nullable_string("group_instance_id")? } else { None };
         let client_id = reader.string("client_id")?;
         let client_host = reader.string("client_host")?;
-        let rebalance_timeout_ms = if version >= 1 {
-            Some(reader.i32("rebalance_timeout")?)
-        } else {
-            None
-        };
+        let rebalance_timeout_ms = if version >= 1 { Some(reader.i32("rebalance_timeout")?) } else { None };
         let session_timeout_ms = reader.i32("session_timeout")?;
         let subscription = reader.bytes("subscription")?;
         let assignment = reader.bytes("assignment")?;
@@ -433,9 +369,7 @@ struct Writer {
 
 impl Writer {
     fn with_capacity(capacity: usize) -> Self {
-        Self {
-            buf: BytesMut::with_capacity(capacity),
-        }
+        Self { buf: BytesMut::with_capacity(capacity) }
     }
 
     fn i16(&mut self, value: i16) {
@@ -451,20 +385,14 @@ impl Writer {
     }
 
     fn string(&mut self, field: &'static str, value: &str) -> Result<(), RecordError> {
-        let length = i16::try_from(value.len()).map_err(|_| RecordError::StringTooLong {
-            field,
-            length: value.len(),
-        })?;
+        let length =
+            i16::try_from(value.len()).map_err(|_| RecordError::StringTooLong { field, length: value.len() })?;
         self.buf.put_i16(length);
         self.buf.put_slice(value.as_bytes());
         Ok(())
     }
 
-    fn nullable_string(
-        &mut self,
-        field: &'static str,
-        value: Option<&str>,
-    ) -> Result<(), RecordError> {
+    fn nullable_string(&mut self, field: &'static str, value: Option<&str>) -> Result<(), RecordError> {
         match value {
             Some(value) => self.string(field, value),
             None => {
@@ -475,20 +403,14 @@ impl Writer {
     }
 
     fn bytes(&mut self, field: &'static str, value: &[u8]) -> Result<(), RecordError> {
-        let length = i32::try_from(value.len()).map_err(|_| RecordError::InvalidLength {
-            field,
-            length: i32::MAX,
-        })?;
+        let length = i32::try_from(value.len()).map_err(|_| RecordError::InvalidLength { field, length: i32::MAX })?;
         self.buf.put_i32(length);
         self.buf.put_slice(value);
         Ok(())
     }
 
     fn array_len(&mut self, field: &'static str, count: usize) -> Result<(), RecordError> {
-        let count = i32::try_from(count).map_err(|_| RecordError::InvalidLength {
-            field,
-            length: i32::MAX,
-        })?;
+        let count = i32::try_from(count).map_err(|_| RecordError::InvalidLength { field, length: i32::MAX })?;
         self.buf.put_i32(count);
         Ok(())
     }
@@ -541,18 +463,15 @@ impl<'a> Reader<'a> {
         if length == -1 {
             return Ok(None);
         }
-        let length = usize::try_from(length).map_err(|_| RecordError::InvalidLength {
-            field,
-            length: length.into(),
-        })?;
+        let length =
+            usize::try_from(length).map_err(|_| RecordError::InvalidLength { field, length: length.into() })?;
         let bytes = self.take(field, length)?;
         let text = std::str::from_utf8(bytes).map_err(|_| RecordError::InvalidUtf8 { field })?;
         Ok(Some(text.to_owned()))
     }
 
     fn string(&mut self, field: &'static str) -> Result<String, RecordError> {
-        self.nullable_string(field)?
-            .ok_or(RecordError::Null { field })
+        self.nullable_string(field)?.ok_or(RecordError::Null { field })
     }
 
     fn bytes(&mut self, field: &'static str) -> Result<Bytes, RecordError> {
@@ -560,27 +479,19 @@ impl<'a> Reader<'a> {
         if length == -1 {
             return Err(RecordError::Null { field });
         }
-        let length =
-            usize::try_from(length).map_err(|_| RecordError::InvalidLength { field, length })?;
+        let length = usize::try_from(length).map_err(|_| RecordError::InvalidLength { field, length })?;
         Ok(Bytes::copy_from_slice(self.take(field, length)?))
     }
 
     /// An array count, refused when the remaining input cannot hold that
     /// many elements of `element_bytes_min`, so garbage never sizes an
     /// allocation.
-    fn array_len(
-        &mut self,
-        field: &'static str,
-        element_bytes_min: usize,
-    ) -> Result<usize, RecordError> {
+    fn array_len(&mut self, field: &'static str, element_bytes_min: usize) -> Result<usize, RecordError> {
         let count = self.i32(field)?;
         if count == -1 {
             return Err(RecordError::Null { field });
         }
-        let count = usize::try_from(count).map_err(|_| RecordError::InvalidLength {
-            field,
-            length: count,
-        })?;
+        let count = usize::try_from(count).map_err(|_| RecordError::InvalidLength { field, length: count })?;
         if count.saturating_mul(element_bytes_min) > self.buf.len() {
             return Err(RecordError::Truncated { field });
         }
@@ -591,10 +502,7 @@ impl<'a> Reader<'a> {
         if self.buf.is_empty() {
             Ok(())
         } else {
-            Err(RecordError::TrailingBytes {
-                record,
-                count: self.buf.len(),
-            })
+            Err(RecordError::TrailingBytes { record, count: self.buf.len() })
         }
     }
 }

@@ -17,8 +17,7 @@ use super::metadata::{GroupMetadata, GroupState};
 use super::offsets::TopicPartition;
 use super::rebalance::{prepare_rebalance, Effects};
 use super::record::{
-    decode_group_metadata_value, decode_key, decode_offset_commit_value, GroupMetadataValue,
-    RecordError, RecordKey,
+    decode_group_metadata_value, decode_key, decode_offset_commit_value, GroupMetadataValue, RecordError, RecordKey,
 };
 
 impl GroupCoordinator {
@@ -27,25 +26,15 @@ impl GroupCoordinator {
     /// and changes nothing. Meant for loading: a group metadata record
     /// replaces the group as stored, so it must not be replayed over a live
     /// group (the records the coordinator itself emits are already applied).
-    pub fn replay(
-        &mut self,
-        key: &[u8],
-        value: Option<&[u8]>,
-        now_ms: i64,
-    ) -> Result<(), RecordError> {
+    pub fn replay(&mut self, key: &[u8], value: Option<&[u8]>, now_ms: i64) -> Result<(), RecordError> {
         match decode_key(key)? {
-            RecordKey::OffsetCommit {
-                group_id,
-                topic,
-                partition,
-            } => {
+            RecordKey::OffsetCommit { group_id, topic, partition } => {
                 let partition = TopicPartition { topic, partition };
                 match value {
                     Some(value) => {
                         let offset = decode_offset_commit_value(value)?;
                         if !self.groups.contains_key(&group_id) {
-                            self.groups
-                                .insert(group_id.clone(), GroupMetadata::new(&group_id, now_ms));
+                            self.groups.insert(group_id.clone(), GroupMetadata::new(&group_id, now_ms));
                         }
                         self.offsets.put(&group_id, partition, offset);
                     }
@@ -74,14 +63,11 @@ impl GroupCoordinator {
         group.generation_id = value.generation_id;
         group.protocol_type = Some(value.protocol_type).filter(|t| !t.is_empty());
         group.protocol_name = value.protocol_name;
-        group.current_state_timestamp_ms =
-            Some(value.current_state_timestamp_ms).filter(|&t| t != -1);
+        group.current_state_timestamp_ms = Some(value.current_state_timestamp_ms).filter(|&t| t != -1);
         let protocol_name = group.protocol_name.clone().unwrap_or_default();
         for stored in value.members {
             if let Some(instance_id) = &stored.group_instance_id {
-                group
-                    .static_members
-                    .insert(instance_id.clone(), stored.member_id.clone());
+                group.static_members.insert(instance_id.clone(), stored.member_id.clone());
             }
             let member = MemberMetadata {
                 member_id: stored.member_id.clone(),
@@ -90,10 +76,7 @@ impl GroupCoordinator {
                 client_host: stored.client_host,
                 rebalance_timeout_ms: stored.rebalance_timeout_ms,
                 session_timeout_ms: stored.session_timeout_ms,
-                supported_protocols: vec![JoinProtocol {
-                    name: protocol_name.clone(),
-                    metadata: stored.subscription,
-                }],
+                supported_protocols: vec![JoinProtocol { name: protocol_name.clone(), metadata: stored.subscription }],
                 assignment: stored.assignment,
                 awaiting_join: None,
                 awaiting_sync: None,
@@ -107,11 +90,7 @@ impl GroupCoordinator {
         if group.leader_id.is_none() {
             group.leader_id = group.members.keys().next().cloned();
         }
-        group.state = if group.members.is_empty() {
-            GroupState::Empty
-        } else {
-            GroupState::Stable
-        };
+        group.state = if group.members.is_empty() { GroupState::Empty } else { GroupState::Stable };
         group.subscribed_topics = group.compute_subscribed_topics();
 
         // Kafka's onGroupLoaded: a group over `group.max.size` rebalances
@@ -119,10 +98,7 @@ impl GroupCoordinator {
         if group.members.len() > self.config.group_max_size {
             let mut fx = Effects::new(&self.config, &mut self.next_ticket, now_ms);
             prepare_rebalance(&mut group, &mut fx);
-            debug_assert!(
-                fx.completions.is_empty(),
-                "a loaded group has no parked requests"
-            );
+            debug_assert!(fx.completions.is_empty(), "a loaded group has no parked requests");
         }
         self.groups.insert(group_id.to_owned(), group);
         self.reindex(group_id);
@@ -133,8 +109,7 @@ impl GroupCoordinator {
     fn unload_group_metadata(&mut self, group_id: &str, now_ms: i64) {
         self.forget_group_timers(group_id);
         if self.offsets.has_offsets(group_id) {
-            self.groups
-                .insert(group_id.to_owned(), GroupMetadata::new(group_id, now_ms));
+            self.groups.insert(group_id.to_owned(), GroupMetadata::new(group_id, now_ms));
         } else {
             self.groups.remove(group_id);
         }
@@ -144,10 +119,7 @@ impl GroupCoordinator {
     /// (generation 0, no members) and has none left is gone.
     fn forget_group_if_unused(&mut self, group_id: &str) {
         let unused = self.groups.get(group_id).is_some_and(|g| {
-            g.is(GroupState::Empty)
-                && g.generation_id == 0
-                && g.members.is_empty()
-                && g.pending_members.is_empty()
+            g.is(GroupState::Empty) && g.generation_id == 0 && g.members.is_empty() && g.pending_members.is_empty()
         });
         if unused && !self.offsets.has_offsets(group_id) {
             self.forget_group_timers(group_id);
@@ -167,28 +139,20 @@ impl GroupCoordinator {
 /// Refuses metadata that decodes but cannot describe a group.
 fn check_group_metadata(value: &GroupMetadataValue) -> Result<(), RecordError> {
     if !value.members.is_empty() && value.protocol_name.is_none() {
-        return Err(RecordError::Inconsistent {
-            reason: "members without a protocol",
-        });
+        return Err(RecordError::Inconsistent { reason: "members without a protocol" });
     }
     if !value.members.is_empty() && value.protocol_type.is_empty() {
-        return Err(RecordError::Inconsistent {
-            reason: "members without a protocol type",
-        });
+        return Err(RecordError::Inconsistent { reason: "members without a protocol type" });
     }
     let mut member_ids = std::collections::BTreeSet::new();
     let mut instance_ids = std::collections::BTreeSet::new();
     for member in &value.members {
         if !member_ids.insert(member.member_id.as_str()) {
-            return Err(RecordError::Inconsistent {
-                reason: "a member id appears twice",
-            });
+            return Err(RecordError::Inconsistent { reason: "a member id appears twice" });
         }
         if let Some(instance_id) = &member.group_instance_id {
             if !instance_ids.insert(instance_id.as_str()) {
-                return Err(RecordError::Inconsistent {
-                    reason: "a group instance id appears twice",
-                });
+                return Err(RecordError::Inconsistent { reason: "a group instance id appears twice" });
             }
         }
     }

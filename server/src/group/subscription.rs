@@ -87,10 +87,7 @@ mod tests {
     fn reads_the_topics_of_a_v0_subscription() {
         let metadata = encode_subscription(&["orders", "payments"]);
         let topics = subscribed_topics(&metadata).unwrap();
-        assert_eq!(
-            topics.into_iter().collect::<Vec<_>>(),
-            vec!["orders", "payments"]
-        );
+        assert_eq!(topics.into_iter().collect::<Vec<_>>(), vec!["orders", "payments"]);
     }
 
     #[test]

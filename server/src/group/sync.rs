@@ -14,15 +14,15 @@ use bytes::Bytes;
 
 use super::coordinator::{handled_sync, GroupCoordinator};
 use super::error_code::{
-    group_store_error, ILLEGAL_GENERATION, INCONSISTENT_GROUP_PROTOCOL, INVALID_GROUP_ID, NONE,
-    REBALANCE_IN_PROGRESS, UNKNOWN_MEMBER_ID, UNKNOWN_SERVER_ERROR,
+    group_store_error, ILLEGAL_GENERATION, INCONSISTENT_GROUP_PROTOCOL, INVALID_GROUP_ID, NONE, REBALANCE_IN_PROGRESS,
+    UNKNOWN_MEMBER_ID, UNKNOWN_SERVER_ERROR,
 };
 use super::join::complete_static_member_store;
 use super::messages::{Answer, Completion, Handled, SyncRequest, SyncResponse, Ticket};
 use super::metadata::{GroupMetadata, GroupState, PendingStore};
 use super::rebalance::{
-    emit_store_group, maybe_prepare_rebalance, reset_and_propagate_assignment_error,
-    schedule_session, set_and_propagate_assignment, validate_current_member, Effects,
+    emit_store_group, maybe_prepare_rebalance, reset_and_propagate_assignment_error, schedule_session,
+    set_and_propagate_assignment, validate_current_member, Effects,
 };
 
 impl GroupCoordinator {
@@ -59,22 +59,14 @@ impl GroupCoordinator {
         let Some(group) = self.groups.get_mut(group_id) else {
             return Vec::new();
         };
-        let Some(position) = group
-            .pending_stores
-            .iter()
-            .position(|s| s.ticket() == ticket)
-        else {
+        let Some(position) = group.pending_stores.iter().position(|s| s.ticket() == ticket) else {
             return Vec::new();
         };
         let store = group.pending_stores.remove(position);
         let error_code = group_store_error(append_error_code);
         let mut fx = Effects::new(&self.config, &mut self.next_ticket, now_ms);
         match store {
-            PendingStore::Assignment {
-                generation_id,
-                assignment,
-                ..
-            } => {
+            PendingStore::Assignment { generation_id, assignment, .. } => {
                 complete_assignment_store(group, generation_id, &assignment, error_code, &mut fx);
             }
             PendingStore::StaticMember(replacement) => {
@@ -88,17 +80,9 @@ impl GroupCoordinator {
 }
 
 /// Kafka's `validateSyncGroup` then `doSyncGroup`.
-fn sync_group(
-    group: &mut GroupMetadata,
-    request: SyncRequest,
-    fx: &mut Effects<'_>,
-) -> Answer<SyncResponse> {
+fn sync_group(group: &mut GroupMetadata, request: SyncRequest, fx: &mut Effects<'_>) -> Answer<SyncResponse> {
     let error = |code| Answer::Now(SyncResponse::error(code));
-    if let Some(code) = validate_current_member(
-        group,
-        &request.member_id,
-        request.group_instance_id.as_deref(),
-    ) {
+    if let Some(code) = validate_current_member(group, &request.member_id, request.group_instance_id.as_deref()) {
         return error(code);
     }
     if request.generation_id != group.generation_id {
@@ -134,11 +118,7 @@ fn sync_group(
 
 /// A SyncGroup in CompletingRebalance: parked; the leader's also starts
 /// storing its assignment.
-fn park_sync(
-    group: &mut GroupMetadata,
-    request: SyncRequest,
-    fx: &mut Effects<'_>,
-) -> Answer<SyncResponse> {
+fn park_sync(group: &mut GroupMetadata, request: SyncRequest, fx: &mut Effects<'_>) -> Answer<SyncResponse> {
     let ticket = fx.ticket();
     let Some(member) = group.members.get_mut(&request.member_id) else {
         return Answer::Now(SyncResponse::error(UNKNOWN_MEMBER_ID));
@@ -152,11 +132,8 @@ fn park_sync(
     if group.is_leader(&request.member_id) {
         // Members the leader left out get an empty assignment; ids that are
         // not members are ignored; a repeated id keeps its last assignment.
-        let mut assignment: BTreeMap<String, Bytes> = group
-            .members
-            .keys()
-            .map(|id| (id.clone(), Bytes::new()))
-            .collect();
+        let mut assignment: BTreeMap<String, Bytes> =
+            group.members.keys().map(|id| (id.clone(), Bytes::new())).collect();
         for entry in request.assignments {
             if let Some(slot) = assignment.get_mut(&entry.member_id) {
                 *slot = entry.assignment;
@@ -165,11 +142,7 @@ fn park_sync(
         let generation_id = group.generation_id;
         let store_ticket = fx.ticket();
         if emit_store_group(group, &assignment, store_ticket, fx) {
-            group.pending_stores.push(PendingStore::Assignment {
-                ticket: store_ticket,
-                generation_id,
-                assignment,
-            });
+            group.pending_stores.push(PendingStore::Assignment { ticket: store_ticket, generation_id, assignment });
         } else {
             complete_assignment_store(group, generation_id, &assignment, UNKNOWN_SERVER_ERROR, fx);
         }

@@ -27,7 +27,9 @@ use crate::shard::ShardContext;
 async fn read_exact(stream: &Rc<RefCell<TcpStream>>, buf: &mut [u8]) -> std::io::Result<bool> {
     let mut filled = 0;
     while filled < buf.len() {
-        let n = std::future::poll_fn(|cx| std::pin::Pin::new(&mut *stream.borrow_mut()).poll_read(cx, &mut buf[filled..])).await?;
+        let n =
+            std::future::poll_fn(|cx| std::pin::Pin::new(&mut *stream.borrow_mut()).poll_read(cx, &mut buf[filled..]))
+                .await?;
         if n == 0 {
             if filled == 0 {
                 return Ok(false);
@@ -130,9 +132,12 @@ pub async fn serve(ctx: Rc<ShardContext>, stream: TcpStream) {
                     handler_ctx.metrics.record_request(api_name, started.elapsed().as_micros() as u64);
                     outcome
                 }
-                Err(e @ (FrameError::UnknownApiKey { .. } | FrameError::BadHeader { .. } | FrameError::Short { .. } | FrameError::Size { .. })) => {
-                    Outcome::Disconnect(e.to_string())
-                }
+                Err(
+                    e @ (FrameError::UnknownApiKey { .. }
+                    | FrameError::BadHeader { .. }
+                    | FrameError::Short { .. }
+                    | FrameError::Size { .. }),
+                ) => Outcome::Disconnect(e.to_string()),
             }
         });
         if sender.send(task).await.is_err() {

@@ -24,22 +24,37 @@ pub struct Request {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FrameError {
     /// The size prefix is negative or above `socket_request_max_bytes`.
-    Size { size: i64, max: usize },
+    Size {
+        size: i64,
+        max: usize,
+    },
     /// Fewer than the 8 bytes every request header starts with.
-    Short { len: usize },
-    UnknownApiKey { api_key: i16, correlation_id: i32 },
-    BadHeader { api_key: i16, reason: String },
+    Short {
+        len: usize,
+    },
+    UnknownApiKey {
+        api_key: i16,
+        correlation_id: i32,
+    },
+    BadHeader {
+        api_key: i16,
+        reason: String,
+    },
 }
 
 impl fmt::Display for FrameError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Size { size, max } => write!(f, "request frame of {size} bytes is outside 8..={max} (socket_request_max_bytes)"),
+            Self::Size { size, max } => {
+                write!(f, "request frame of {size} bytes is outside 8..={max} (socket_request_max_bytes)")
+            }
             Self::Short { len } => write!(f, "request frame of {len} bytes is shorter than a request header"),
             Self::UnknownApiKey { api_key, correlation_id } => {
                 write!(f, "unknown api key {api_key} (correlation id {correlation_id})")
             }
-            Self::BadHeader { api_key, reason } => write!(f, "undecodable request header for api key {api_key}: {reason}"),
+            Self::BadHeader { api_key, reason } => {
+                write!(f, "undecodable request header for api key {api_key}: {reason}")
+            }
         }
     }
 }
@@ -66,13 +81,7 @@ pub fn parse_request(frame: Bytes) -> Result<Request, FrameError> {
     let mut buf = frame;
     let header = RequestHeader::decode(&mut buf, header_version)
         .map_err(|e| FrameError::BadHeader { api_key: api_key_raw, reason: e.to_string() })?;
-    Ok(Request {
-        api_key,
-        api_version,
-        correlation_id,
-        client_id: header.client_id.map(|c| c.to_string()),
-        body: buf,
-    })
+    Ok(Request { api_key, api_version, correlation_id, client_id: header.client_id.map(|c| c.to_string()), body: buf })
 }
 
 #[cfg(test)]

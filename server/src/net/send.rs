@@ -91,7 +91,8 @@ pub async fn write_response(stream: &Rc<RefCell<TcpStream>>, response: &Response
                 io::ErrorKind::WouldBlock => {
                     // Let glommio wait for room; it writes what fits of the current slice.
                     let current = &slices[index][within..];
-                    std::future::poll_fn(|cx| std::pin::Pin::new(&mut *stream.borrow_mut()).poll_write(cx, current)).await?
+                    std::future::poll_fn(|cx| std::pin::Pin::new(&mut *stream.borrow_mut()).poll_write(cx, current))
+                        .await?
                 }
                 _ => return Err(error),
             }

@@ -31,10 +31,7 @@ pub struct BlockDevice {
 
 impl BlockDevice {
     pub fn queue_path(&self, file: &str) -> PathBuf {
-        Path::new("/sys/block")
-            .join(&self.name)
-            .join("queue")
-            .join(file)
+        Path::new("/sys/block").join(&self.name).join("queue").join(file)
     }
 }
 
@@ -49,11 +46,7 @@ pub enum BlockObservation {
 /// `/sys/dev/block/MAJ:MIN` link: the last component, or for a partition
 /// (which has a `partition` file) its parent directory's.
 pub fn disk_from_sysfs_path(canonical: &Path, is_partition: bool) -> Option<String> {
-    let device = if is_partition {
-        canonical.parent()?
-    } else {
-        canonical
-    };
+    let device = if is_partition { canonical.parent()? } else { canonical };
     Some(device.file_name()?.to_str()?.to_string())
 }
 
@@ -75,10 +68,7 @@ fn device_numbers(data_dir: &DataDirObservation) -> Result<(u32, u32), String> {
         Some((major, minor)) if major != 0 => Ok((major, minor)),
         device => {
             let mount = data_dir.mount.as_ref();
-            if let Some(source) = mount
-                .map(|m| m.source.as_str())
-                .filter(|s| s.starts_with("/dev/"))
-            {
+            if let Some(source) = mount.map(|m| m.source.as_str()).filter(|s| s.starts_with("/dev/")) {
                 use std::os::unix::fs::MetadataExt;
                 if let Ok(metadata) = std::fs::metadata(source) {
                     let rdev = metadata.rdev();
@@ -87,10 +77,7 @@ fn device_numbers(data_dir: &DataDirObservation) -> Result<(u32, u32), String> {
             }
             let (major, minor) = device.unwrap_or((0, 0));
             Err(match mount {
-                Some(m) => format!(
-                    "{} from {} (device {major}:{minor}) has no block device",
-                    m.fs_type, m.source
-                ),
+                Some(m) => format!("{} from {} (device {major}:{minor}) has no block device", m.fs_type, m.source),
                 None => format!("device {major}:{minor} is not a block device"),
             })
         }
@@ -138,10 +125,7 @@ pub fn check_scheduler(observation: &BlockObservation) -> Check {
     Check::warn(
         NAME,
         format!("{found}: an elevator reorders and delays I/O each shard has already ordered"),
-        format!(
-            "pinion-tune apply (sets none), or `echo none > /sys/block/{}/queue/scheduler`",
-            device.name
-        ),
+        format!("pinion-tune apply (sets none), or `echo none > /sys/block/{}/queue/scheduler`", device.name),
     )
 }
 
@@ -153,19 +137,11 @@ pub fn check_queue_depth(observation: &BlockObservation) -> Check {
     };
     match device.nr_requests {
         None => Check::ok(NAME, format!("{}: nr_requests not readable", device.name)),
-        Some(depth) if depth >= NR_REQUESTS_MIN => {
-            Check::ok(NAME, format!("{}: nr_requests {depth}", device.name))
-        }
+        Some(depth) if depth >= NR_REQUESTS_MIN => Check::ok(NAME, format!("{}: nr_requests {depth}", device.name)),
         Some(depth) => Check::warn(
             NAME,
-            format!(
-                "{}: nr_requests {depth}: fewer requests in flight than the shards issue",
-                device.name
-            ),
-            format!(
-                "`echo 256 > /sys/block/{}/queue/nr_requests` (the device may cap it lower)",
-                device.name
-            ),
+            format!("{}: nr_requests {depth}: fewer requests in flight than the shards issue", device.name),
+            format!("`echo 256 > /sys/block/{}/queue/nr_requests` (the device may cap it lower)", device.name),
         ),
     }
 }
@@ -204,15 +180,9 @@ mod tests {
     fn partitions_resolve_to_their_disk() {
         let virtio = Path::new("/sys/devices/pci0000:00/0000:00:02.0/virtio1/block/vda");
         assert_eq!(disk_from_sysfs_path(virtio, false).as_deref(), Some("vda"));
-        let partition =
-            Path::new("/sys/devices/pci0000:00/0000:00:1d.0/nvme/nvme0/nvme0n1/nvme0n1p2");
-        assert_eq!(
-            disk_from_sysfs_path(partition, true).as_deref(),
-            Some("nvme0n1")
-        );
-        let sda1 = Path::new(
-            "/sys/devices/pci0000:00/0000:00:17.0/ata1/host0/target0:0:0/0:0:0:0/block/sda/sda1",
-        );
+        let partition = Path::new("/sys/devices/pci0000:00/0000:00:1d.0/nvme/nvme0/nvme0n1/nvme0n1p2");
+        assert_eq!(disk_from_sysfs_path(partition, true).as_deref(), Some("nvme0n1"));
+        let sda1 = Path::new("/sys/devices/pci0000:00/0000:00:17.0/ata1/host0/target0:0:0/0:0:0:0/block/sda/sda1");
         assert_eq!(disk_from_sysfs_path(sda1, true).as_deref(), Some("sda"));
         let dm = Path::new("/sys/devices/virtual/block/dm-0");
         assert_eq!(disk_from_sysfs_path(dm, false).as_deref(), Some("dm-0"));
@@ -226,19 +196,9 @@ mod tests {
         let observation = BlockObservation::Found(device);
         let scheduler = check_scheduler(&observation);
         assert_eq!(scheduler.status, Status::Warn);
-        assert!(
-            scheduler.found.starts_with("vda: mq-deadline"),
-            "{}",
-            scheduler.found
-        );
-        assert!(scheduler
-            .remedy
-            .unwrap()
-            .contains("/sys/block/vda/queue/scheduler"));
-        assert_eq!(
-            check_queue_depth(&observation).found,
-            "vda: nr_requests 256"
-        );
+        assert!(scheduler.found.starts_with("vda: mq-deadline"), "{}", scheduler.found);
+        assert!(scheduler.remedy.unwrap().contains("/sys/block/vda/queue/scheduler"));
+        assert_eq!(check_queue_depth(&observation).found, "vda: nr_requests 256");
         let cache = check_write_cache(&observation);
         assert_eq!(cache.status, Status::Ok);
         assert!(cache.found.starts_with("vda: write back"));
@@ -249,15 +209,12 @@ mod tests {
         let observation = BlockObservation::Found(read_block_device(Path::new(SYS), "nvme0n1"));
         assert_eq!(check_scheduler(&observation).status, Status::Ok);
         assert_eq!(check_queue_depth(&observation).status, Status::Warn);
-        assert!(check_write_cache(&observation)
-            .found
-            .contains("write through"));
+        assert!(check_write_cache(&observation).found.contains("write through"));
     }
 
     #[test]
     fn no_device_warns_with_the_reason() {
-        let observation =
-            BlockObservation::NotFound("tmpfs from tmpfs (device 0:27) has no block device".into());
+        let observation = BlockObservation::NotFound("tmpfs from tmpfs (device 0:27) has no block device".into());
         let check = check_scheduler(&observation);
         assert_eq!(check.status, Status::Warn);
         assert!(check.found.contains("tmpfs from tmpfs (device 0:27)"));
@@ -267,11 +224,7 @@ mod tests {
     fn the_live_data_disk_is_found_on_ext4() {
         let dir = tempfile::tempdir().unwrap();
         let data = super::super::storage::observe(dir.path());
-        if data
-            .mount
-            .as_ref()
-            .is_some_and(|m| m.source.starts_with("/dev/"))
-        {
+        if data.mount.as_ref().is_some_and(|m| m.source.starts_with("/dev/")) {
             assert!(matches!(observe(&data), BlockObservation::Found(_)));
         }
     }

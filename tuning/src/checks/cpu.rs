@@ -52,8 +52,7 @@ pub fn usable_cpus() -> Vec<usize> {
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
     // SAFETY: sched_getaffinity writes at most size_of::<cpu_set_t>() bytes
     // into the set we own.
-    let result =
-        unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+    let result = unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
     if result != 0 {
         let count = std::thread::available_parallelism().map_or(1, |n| n.get());
         return (0..count).collect();
@@ -80,10 +79,9 @@ pub fn observe() -> CpuObservation {
             thread_siblings.insert(cpu, siblings);
         }
         if let Some(current) = sysfs::read_optional(format!("{base}/cpufreq/scaling_governor")) {
-            let available =
-                sysfs::read_optional(format!("{base}/cpufreq/scaling_available_governors"))
-                    .map(|text| text.split_whitespace().map(str::to_string).collect())
-                    .unwrap_or_default();
+            let available = sysfs::read_optional(format!("{base}/cpufreq/scaling_available_governors"))
+                .map(|text| text.split_whitespace().map(str::to_string).collect())
+                .unwrap_or_default();
             governors.insert(cpu, Governor { current, available });
         }
     }
@@ -107,11 +105,7 @@ pub fn observe() -> CpuObservation {
 fn cores_of(observation: &CpuObservation, cpus: &[usize]) -> Vec<Vec<usize>> {
     let mut cores: BTreeMap<Vec<usize>, Vec<usize>> = BTreeMap::new();
     for &cpu in cpus {
-        let key = observation
-            .thread_siblings
-            .get(&cpu)
-            .cloned()
-            .unwrap_or_else(|| vec![cpu]);
+        let key = observation.thread_siblings.get(&cpu).cloned().unwrap_or_else(|| vec![cpu]);
         cores.entry(key).or_default().push(cpu);
     }
     cores.into_values().collect()
@@ -150,11 +144,7 @@ pub fn shard_cpus(observation: &CpuObservation, shards: usize) -> Vec<usize> {
 
 /// The online CPUs that run no shard: where interrupts belong.
 pub fn housekeeping_cpus(online: &[usize], shard_cpus: &[usize]) -> Vec<usize> {
-    online
-        .iter()
-        .copied()
-        .filter(|cpu| !shard_cpus.contains(cpu))
-        .collect()
+    online.iter().copied().filter(|cpu| !shard_cpus.contains(cpu)).collect()
 }
 
 pub fn check_cpus(observation: &CpuObservation, shards: usize) -> Check {
@@ -169,10 +159,7 @@ pub fn check_cpus(observation: &CpuObservation, shards: usize) -> Check {
     if usable != &observation.online {
         found.push_str(&format!(" ({})", format_cpu_list(usable)));
     }
-    found.push_str(&format!(
-        ", {shards} shard{}",
-        if shards == 1 { "" } else { "s" }
-    ));
+    found.push_str(&format!(", {shards} shard{}", if shards == 1 { "" } else { "s" }));
     if shards == 0 {
         return Check::fail(NAME, found, "run at least one shard (--shards 1)");
     }
@@ -180,38 +167,21 @@ pub fn check_cpus(observation: &CpuObservation, shards: usize) -> Check {
         return Check::fail(
             NAME,
             format!("{found}: more shards than CPUs to pin them to"),
-            format!(
-                "run with --shards {} or give the broker more CPUs (cpuset, docker --cpuset-cpus)",
-                usable.len()
-            ),
+            format!("run with --shards {} or give the broker more CPUs (cpuset, docker --cpuset-cpus)", usable.len()),
         );
     }
     let placed = shard_cpus(observation, shards);
-    Check::ok(
-        NAME,
-        format!("{found} on CPUs {}", format_cpu_list(&placed)),
-    )
+    Check::ok(NAME, format!("{found} on CPUs {}", format_cpu_list(&placed)))
 }
 
 pub fn check_smt(observation: &CpuObservation, shard_cpus: &[usize]) -> Check {
     const NAME: &str = "smt";
-    let threads_per_core = observation
-        .thread_siblings
-        .values()
-        .map(Vec::len)
-        .max()
-        .unwrap_or(1);
+    let threads_per_core = observation.thread_siblings.values().map(Vec::len).max().unwrap_or(1);
     let usable_cores = cores_of(observation, &observation.usable).len();
     if threads_per_core <= 1 {
-        return Check::ok(
-            NAME,
-            format!("off: {usable_cores} usable cores, one thread each"),
-        );
+        return Check::ok(NAME, format!("off: {usable_cores} usable cores, one thread each"));
     }
-    let shared: Vec<Vec<usize>> = cores_of(observation, shard_cpus)
-        .into_iter()
-        .filter(|core| core.len() > 1)
-        .collect();
+    let shared: Vec<Vec<usize>> = cores_of(observation, shard_cpus).into_iter().filter(|core| core.len() > 1).collect();
     if shared.is_empty() {
         return Check::ok(
             NAME,
@@ -236,22 +206,15 @@ pub fn check_numa(observation: &CpuObservation, shard_cpus: &[usize]) -> Check {
     if observation.numa_nodes.len() <= 1 {
         return Check::ok(NAME, "one node");
     }
-    let layout: Vec<String> = observation
-        .numa_nodes
-        .iter()
-        .map(|(node, cpus)| format!("node{node}: {}", format_cpu_list(cpus)))
-        .collect();
+    let layout: Vec<String> =
+        observation.numa_nodes.iter().map(|(node, cpus)| format!("node{node}: {}", format_cpu_list(cpus))).collect();
     let spanned: Vec<usize> = observation
         .numa_nodes
         .iter()
         .filter(|(_, cpus)| shard_cpus.iter().any(|cpu| cpus.contains(cpu)))
         .map(|(node, _)| *node)
         .collect();
-    let found = format!(
-        "{} nodes ({})",
-        observation.numa_nodes.len(),
-        layout.join(", ")
-    );
+    let found = format!("{} nodes ({})", observation.numa_nodes.len(), layout.join(", "));
     if spanned.len() > 1 {
         Check::warn(
             NAME,
@@ -280,19 +243,8 @@ pub fn check_isolated(observation: &CpuObservation, shard_cpus: &[usize]) -> Che
             format!("start the broker pinned to them: `taskset -c {list} pinion serve`"),
         );
     }
-    let on_isolated: Vec<usize> = shard_cpus
-        .iter()
-        .copied()
-        .filter(|cpu| isolated.contains(cpu))
-        .collect();
-    Check::ok(
-        NAME,
-        format!(
-            "{list} isolated; {} of {} shards run there",
-            on_isolated.len(),
-            shard_cpus.len()
-        ),
-    )
+    let on_isolated: Vec<usize> = shard_cpus.iter().copied().filter(|cpu| isolated.contains(cpu)).collect();
+    Check::ok(NAME, format!("{list} isolated; {} of {} shards run there", on_isolated.len(), shard_cpus.len()))
 }
 
 pub fn check_governor(observation: &CpuObservation) -> Check {
@@ -304,10 +256,8 @@ pub fn check_governor(observation: &CpuObservation) -> Check {
     for (cpu, governor) in &observation.governors {
         by_governor.entry(&governor.current).or_default().push(*cpu);
     }
-    let found: Vec<String> = by_governor
-        .iter()
-        .map(|(name, cpus)| format!("{name} on {}", format_cpu_list(cpus)))
-        .collect();
+    let found: Vec<String> =
+        by_governor.iter().map(|(name, cpus)| format!("{name} on {}", format_cpu_list(cpus))).collect();
     let found = found.join(", ");
     let fixable = observation
         .governors
@@ -384,10 +334,7 @@ mod tests {
         let mut adjacent = host.clone();
         adjacent.thread_siblings = (0..8).map(|cpu| (cpu, vec![cpu & !1, cpu | 1])).collect();
         assert_eq!(shard_cpus(&adjacent, 2), vec![5, 7]);
-        assert_eq!(
-            housekeeping_cpus(&host.online, &[6, 7]),
-            vec![0, 1, 2, 3, 4, 5]
-        );
+        assert_eq!(housekeeping_cpus(&host.online, &[6, 7]), vec![0, 1, 2, 3, 4, 5]);
     }
 
     #[test]
@@ -396,10 +343,7 @@ mod tests {
         let shards = shard_cpus(&vm, 2);
         let cpus = check_cpus(&vm, 2);
         assert_eq!(cpus.status, Status::Ok);
-        assert_eq!(
-            cpus.found,
-            "2 online (0-1), 2 usable by this process, 2 shards on CPUs 0-1"
-        );
+        assert_eq!(cpus.found, "2 online (0-1), 2 usable by this process, 2 shards on CPUs 0-1");
         assert_eq!(check_smt(&vm, &shards).status, Status::Ok);
         assert_eq!(check_numa(&vm, &shards).found, "one node");
         assert_eq!(check_isolated(&vm, &shards).status, Status::Ok);
@@ -412,11 +356,7 @@ mod tests {
         vm.usable = vec![1];
         let check = check_cpus(&vm, 2);
         assert_eq!(check.status, Status::Fail);
-        assert!(
-            check.found.contains("1 usable by this process (1)"),
-            "{}",
-            check.found
-        );
+        assert!(check.found.contains("1 usable by this process (1)"), "{}", check.found);
         assert!(check.remedy.unwrap().contains("--shards 1"));
         assert_eq!(check_cpus(&vm, 0).status, Status::Fail);
     }
@@ -432,9 +372,7 @@ mod tests {
         assert!(smt.remedy.unwrap().ends_with("--shards 4"));
         let numa = check_numa(&host, &four);
         assert_eq!(numa.status, Status::Warn, "{}", numa.found);
-        assert!(numa
-            .found
-            .starts_with("2 nodes (node0: 0-1,4-5, node1: 2-3,6-7)"));
+        assert!(numa.found.starts_with("2 nodes (node0: 0-1,4-5, node1: 2-3,6-7)"));
         assert_eq!(check_numa(&host, &[6, 7]).status, Status::Ok);
         let governor = check_governor(&host);
         assert_eq!(governor.status, Status::Warn);
@@ -459,10 +397,7 @@ mod tests {
     fn live_topology_is_consistent() {
         let observation = observe();
         assert!(!observation.usable.is_empty());
-        assert!(observation
-            .usable
-            .iter()
-            .all(|cpu| observation.online.contains(cpu)));
+        assert!(observation.usable.iter().all(|cpu| observation.online.contains(cpu)));
         assert_eq!(usable_cpu_count(), observation.usable.len());
     }
 }

@@ -75,8 +75,7 @@ pub fn observe() -> IoUringObservation {
         disabled: sysfs::read_optional("/proc/sys/kernel/io_uring_disabled")
             .and_then(|text| parse_io_uring_disabled(&text)),
         group: sysfs::read_number("/proc/sys/kernel/io_uring_group"),
-        seccomp_mode: sysfs::read_optional("/proc/self/status")
-            .and_then(|status| parse_seccomp_mode(&status)),
+        seccomp_mode: sysfs::read_optional("/proc/self/status").and_then(|status| parse_seccomp_mode(&status)),
         probe: probe_ring(),
     }
 }
@@ -85,11 +84,7 @@ pub fn observe() -> IoUringObservation {
 pub fn probe_ring() -> RingProbe {
     let mut ring = match IoUring::new(8) {
         Ok(ring) => ring,
-        Err(error) => {
-            return RingProbe::SetupFailed {
-                errno: error.raw_os_error().unwrap_or(libc::EIO),
-            }
-        }
+        Err(error) => return RingProbe::SetupFailed { errno: error.raw_os_error().unwrap_or(libc::EIO) },
     };
     let nop = opcode::Nop::new().build().user_data(1);
     // SAFETY: a NOP references no memory, so nothing must outlive it.
@@ -100,27 +95,17 @@ pub fn probe_ring() -> RingProbe {
         match ring.submit_and_wait(1) {
             Ok(_) => break,
             Err(error) if error.raw_os_error() == Some(libc::EINTR) => continue,
-            Err(error) => {
-                return RingProbe::NopFailed {
-                    errno: error.raw_os_error().unwrap_or(libc::EIO),
-                }
-            }
+            Err(error) => return RingProbe::NopFailed { errno: error.raw_os_error().unwrap_or(libc::EIO) },
         }
     }
     match ring.completion().next() {
         Some(completion) if completion.result() >= 0 => {}
-        Some(completion) => {
-            return RingProbe::NopFailed {
-                errno: -completion.result(),
-            }
-        }
+        Some(completion) => return RingProbe::NopFailed { errno: -completion.result() },
         None => return RingProbe::NopFailed { errno: libc::EIO },
     }
     let mut probe = Probe::new();
     if let Err(error) = ring.submitter().register_probe(&mut probe) {
-        return RingProbe::ProbeFailed {
-            errno: error.raw_os_error().unwrap_or(libc::EIO),
-        };
+        return RingProbe::ProbeFailed { errno: error.raw_os_error().unwrap_or(libc::EIO) };
     }
     RingProbe::Ready {
         missing_opcodes: REQUIRED_OPCODES
@@ -145,16 +130,12 @@ pub fn check_io_uring(observation: &IoUringObservation) -> Check {
     const NAME: &str = "io_uring";
     let policy = describe_policy(observation);
     match &observation.probe {
-        RingProbe::Ready { .. } | RingProbe::ProbeFailed { .. } => Check::ok(
-            NAME,
-            format!("a ring was set up and completed a NOP; {policy}"),
-        ),
+        RingProbe::Ready { .. } | RingProbe::ProbeFailed { .. } => {
+            Check::ok(NAME, format!("a ring was set up and completed a NOP; {policy}"))
+        }
         RingProbe::NopFailed { errno } => Check::fail(
             NAME,
-            format!(
-                "a ring was set up but io_uring_enter failed: {}; {policy}",
-                describe_errno(*errno)
-            ),
+            format!("a ring was set up but io_uring_enter failed: {}; {policy}", describe_errno(*errno)),
             "allow io_uring_enter in the seccomp or LSM policy that confines the broker",
         ),
         RingProbe::SetupFailed { errno } => setup_failure(observation, *errno, &policy),
@@ -210,13 +191,9 @@ fn setup_failure(observation: &IoUringObservation, errno: i32, policy: &str) -> 
 pub fn check_io_uring_opcodes(observation: &IoUringObservation) -> Check {
     const NAME: &str = "io_uring_opcodes";
     match &observation.probe {
-        RingProbe::Ready { missing_opcodes } if missing_opcodes.is_empty() => Check::ok(
-            NAME,
-            format!(
-                "all {} opcodes the broker uses are supported",
-                REQUIRED_OPCODES.len()
-            ),
-        ),
+        RingProbe::Ready { missing_opcodes } if missing_opcodes.is_empty() => {
+            Check::ok(NAME, format!("all {} opcodes the broker uses are supported", REQUIRED_OPCODES.len()))
+        }
         RingProbe::Ready { missing_opcodes } => Check::fail(
             NAME,
             format!("the kernel lacks {}", missing_opcodes.join(", ")),
@@ -254,34 +231,20 @@ mod tests {
 
     #[test]
     fn a_working_ring_is_ok() {
-        let ready = RingProbe::Ready {
-            missing_opcodes: vec![],
-        };
+        let ready = RingProbe::Ready { missing_opcodes: vec![] };
         let obs = observation("0\n", "Seccomp:\t0\n", ready);
         let check = check_io_uring(&obs);
         assert_eq!(check.status, Status::Ok);
-        assert!(
-            check.found.contains("kernel.io_uring_disabled=0"),
-            "{}",
-            check.found
-        );
+        assert!(check.found.contains("kernel.io_uring_disabled=0"), "{}", check.found);
         assert_eq!(check_io_uring_opcodes(&obs).status, Status::Ok);
     }
 
     #[test]
     fn disabled_by_sysctl_fails_with_the_sysctl_named() {
-        let obs = observation(
-            "2\n",
-            "Seccomp:\t0\n",
-            RingProbe::SetupFailed { errno: libc::EPERM },
-        );
+        let obs = observation("2\n", "Seccomp:\t0\n", RingProbe::SetupFailed { errno: libc::EPERM });
         let check = check_io_uring(&obs);
         assert_eq!(check.status, Status::Fail);
-        assert!(
-            check.found.contains("kernel.io_uring_disabled=2"),
-            "{}",
-            check.found
-        );
+        assert!(check.found.contains("kernel.io_uring_disabled=2"), "{}", check.found);
         assert!(check.found.contains("EPERM"), "{}", check.found);
         assert!(check.remedy.unwrap().contains("io_uring_disabled=0"));
         let opcodes = check_io_uring_opcodes(&obs);
@@ -291,21 +254,13 @@ mod tests {
 
     #[test]
     fn group_restriction_and_seccomp_are_told_apart() {
-        let mut obs = observation(
-            "1",
-            "Seccomp:\t0",
-            RingProbe::SetupFailed { errno: libc::EPERM },
-        );
+        let mut obs = observation("1", "Seccomp:\t0", RingProbe::SetupFailed { errno: libc::EPERM });
         obs.group = Some(1001);
         let check = check_io_uring(&obs);
         assert!(check.found.contains("only group 1001"), "{}", check.found);
         assert!(check.remedy.unwrap().contains("kernel.io_uring_group"));
 
-        let obs = observation(
-            "0",
-            "Seccomp:\t2",
-            RingProbe::SetupFailed { errno: libc::EPERM },
-        );
+        let obs = observation("0", "Seccomp:\t2", RingProbe::SetupFailed { errno: libc::EPERM });
         let check = check_io_uring(&obs);
         assert!(check.found.contains("seccomp"), "{}", check.found);
         assert!(check.remedy.unwrap().contains("seccomp"));
@@ -317,9 +272,7 @@ mod tests {
             disabled: None,
             group: None,
             seccomp_mode: Some(0),
-            probe: RingProbe::SetupFailed {
-                errno: libc::ENOSYS,
-            },
+            probe: RingProbe::SetupFailed { errno: libc::ENOSYS },
         };
         let check = check_io_uring(&obs);
         assert_eq!(check.status, Status::Fail);
@@ -329,23 +282,11 @@ mod tests {
 
     #[test]
     fn missing_opcodes_are_listed() {
-        let obs = observation(
-            "0",
-            "",
-            RingProbe::Ready {
-                missing_opcodes: vec!["STATX".into(), "SEND".into()],
-            },
-        );
+        let obs = observation("0", "", RingProbe::Ready { missing_opcodes: vec!["STATX".into(), "SEND".into()] });
         let check = check_io_uring_opcodes(&obs);
         assert_eq!(check.status, Status::Fail);
         assert_eq!(check.found, "the kernel lacks STATX, SEND");
-        let old = observation(
-            "0",
-            "",
-            RingProbe::ProbeFailed {
-                errno: libc::EINVAL,
-            },
-        );
+        let old = observation("0", "", RingProbe::ProbeFailed { errno: libc::EINVAL });
         assert_eq!(check_io_uring(&old).status, Status::Ok);
         assert_eq!(check_io_uring_opcodes(&old).status, Status::Fail);
     }
@@ -354,11 +295,7 @@ mod tests {
     fn this_host_can_set_up_a_ring_when_the_sysctl_allows() {
         let obs = observe();
         if obs.disabled == Some(0) && obs.seccomp_mode != Some(2) {
-            assert!(
-                matches!(obs.probe, RingProbe::Ready { .. }),
-                "{:?}",
-                obs.probe
-            );
+            assert!(matches!(obs.probe, RingProbe::Ready { .. }), "{:?}", obs.probe);
         }
     }
 }

@@ -46,10 +46,7 @@ pub fn parse_interrupts(text: &str) -> Vec<InterruptLine> {
     let Some(header) = lines.next() else {
         return Vec::new();
     };
-    let cpu_columns = header
-        .split_whitespace()
-        .filter(|w| w.starts_with("CPU"))
-        .count();
+    let cpu_columns = header.split_whitespace().filter(|w| w.starts_with("CPU")).count();
     lines
         .filter_map(|line| {
             let (label, rest) = line.split_once(':')?;
@@ -65,11 +62,7 @@ pub fn parse_interrupts(text: &str) -> Vec<InterruptLine> {
                     None => break,
                 }
             }
-            Some(InterruptLine {
-                irq,
-                counts,
-                description: words.collect::<Vec<_>>().join(" "),
-            })
+            Some(InterruptLine { irq, counts, description: words.collect::<Vec<_>>().join(" ") })
         })
         .collect()
 }
@@ -121,9 +114,7 @@ pub struct IrqObservation {
 fn device_irqs(device_dir: &Path) -> Vec<u32> {
     for dir in device_dir.ancestors().take(4) {
         if let Ok(entries) = fs::read_dir(dir.join("msi_irqs")) {
-            let mut irqs: Vec<u32> = entries
-                .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-                .collect();
+            let mut irqs: Vec<u32> = entries.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect();
             irqs.sort_unstable();
             return irqs;
         }
@@ -148,11 +139,7 @@ fn disk_device_dirs(name: &str) -> Vec<PathBuf> {
         .filter_map(|slave| {
             let canonical = slave.ok()?.path().canonicalize().ok()?;
             let disk = disk_from_sysfs_path(&canonical, canonical.join("partition").exists())?;
-            Path::new("/sys/block")
-                .join(disk)
-                .join("device")
-                .canonicalize()
-                .ok()
+            Path::new("/sys/block").join(disk).join("device").canonicalize().ok()
         })
         .collect()
 }
@@ -163,19 +150,14 @@ fn irqbalance_running() -> bool {
         return false;
     };
     entries.filter_map(Result::ok).any(|entry| {
-        entry
-            .file_name()
-            .to_str()
-            .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        entry.file_name().to_str().is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
             && sysfs::read_optional(entry.path().join("comm")).as_deref() == Some("irqbalance")
     })
 }
 
 /// Finds the live NIC and data-disk interrupts and their routing.
 pub fn observe(block: &BlockObservation) -> IrqObservation {
-    let interrupts = sysfs::read_optional("/proc/interrupts")
-        .map(|text| parse_interrupts(&text))
-        .unwrap_or_default();
+    let interrupts = sysfs::read_optional("/proc/interrupts").map(|text| parse_interrupts(&text)).unwrap_or_default();
     let mut devices: Vec<(String, DeviceKind, Vec<PathBuf>)> = Vec::new();
     if let Ok(entries) = fs::read_dir("/sys/class/net") {
         for entry in entries.filter_map(Result::ok) {
@@ -186,11 +168,7 @@ pub fn observe(block: &BlockObservation) -> IrqObservation {
         }
     }
     if let BlockObservation::Found(disk) = block {
-        devices.push((
-            disk.name.clone(),
-            DeviceKind::Disk,
-            disk_device_dirs(&disk.name),
-        ));
+        devices.push((disk.name.clone(), DeviceKind::Disk, disk_device_dirs(&disk.name)));
     }
     devices.sort();
     let mut seen = BTreeSet::new();
@@ -205,34 +183,20 @@ pub fn observe(block: &BlockObservation) -> IrqObservation {
             }
             let affinity = sysfs::read_optional(format!("/proc/irq/{irq}/smp_affinity_list"))
                 .and_then(|text| parse_cpu_list(&text).ok());
-            routes.push(IrqRoute {
-                irq,
-                device: device.clone(),
-                kind,
-                name: line.name().to_string(),
-                affinity,
-            });
+            routes.push(IrqRoute { irq, device: device.clone(), kind, name: line.name().to_string(), affinity });
         }
     }
-    IrqObservation {
-        routes,
-        irqbalance_running: irqbalance_running(),
-    }
+    IrqObservation { routes, irqbalance_running: irqbalance_running() }
 }
 
 /// `eth0 irqs 37-39, vda irqs 35-36`.
 fn describe_routes(routes: &[&IrqRoute]) -> String {
-    let mut devices: Vec<(&str, DeviceKind)> =
-        routes.iter().map(|r| (r.device.as_str(), r.kind)).collect();
+    let mut devices: Vec<(&str, DeviceKind)> = routes.iter().map(|r| (r.device.as_str(), r.kind)).collect();
     devices.dedup();
     devices
         .iter()
         .map(|(device, kind)| {
-            let irqs: Vec<usize> = routes
-                .iter()
-                .filter(|r| r.device == *device)
-                .map(|r| r.irq as usize)
-                .collect();
+            let irqs: Vec<usize> = routes.iter().filter(|r| r.device == *device).map(|r| r.irq as usize).collect();
             format!("{kind} {device} irq {}", format_cpu_list(&irqs))
         })
         .collect::<Vec<_>>()
@@ -241,17 +205,10 @@ fn describe_routes(routes: &[&IrqRoute]) -> String {
 
 /// Whether an interrupt may land on a shard's CPU.
 pub fn reaches_shards(route: &IrqRoute, shard_cpus: &[usize]) -> bool {
-    route
-        .affinity
-        .as_ref()
-        .is_some_and(|cpus| cpus.iter().any(|cpu| shard_cpus.contains(cpu)))
+    route.affinity.as_ref().is_some_and(|cpus| cpus.iter().any(|cpu| shard_cpus.contains(cpu)))
 }
 
-pub fn check_irq_affinity(
-    observation: &IrqObservation,
-    online: &[usize],
-    shard_cpus: &[usize],
-) -> Check {
+pub fn check_irq_affinity(observation: &IrqObservation, online: &[usize], shard_cpus: &[usize]) -> Check {
     const NAME: &str = "irq_affinity";
     let all: Vec<&IrqRoute> = observation.routes.iter().collect();
     if all.is_empty() {
@@ -262,16 +219,10 @@ pub fn check_irq_affinity(
     if housekeeping.is_empty() {
         return Check::ok(
             NAME,
-            format!(
-                "{described}; every CPU runs a shard, so there is no spare CPU to move them to"
-            ),
+            format!("{described}; every CPU runs a shard, so there is no spare CPU to move them to"),
         );
     }
-    let offending: Vec<&IrqRoute> = all
-        .iter()
-        .copied()
-        .filter(|route| reaches_shards(route, shard_cpus))
-        .collect();
+    let offending: Vec<&IrqRoute> = all.iter().copied().filter(|route| reaches_shards(route, shard_cpus)).collect();
     let spare = format_cpu_list(&housekeeping);
     if offending.is_empty() {
         return Check::ok(NAME, format!("{described}; all on spare CPUs {spare}"));
@@ -301,18 +252,12 @@ mod tests {
     const VM_INTERRUPTS: &str = include_str!("../../tests/fixtures/interrupts_vm");
     const NVME_HOST_INTERRUPTS: &str = include_str!("../../tests/fixtures/interrupts_nvme_host");
 
-    fn routes_from(
-        text: &str,
-        devices: &[(&str, DeviceKind, &str)],
-        affinity: &str,
-    ) -> IrqObservation {
+    fn routes_from(text: &str, devices: &[(&str, DeviceKind, &str)], affinity: &str) -> IrqObservation {
         let lines = parse_interrupts(text);
         let routes = lines
             .iter()
             .filter_map(|line| {
-                let (device, kind, _) = devices
-                    .iter()
-                    .find(|(_, _, prefix)| line.name().starts_with(prefix))?;
+                let (device, kind, _) = devices.iter().find(|(_, _, prefix)| line.name().starts_with(prefix))?;
                 Some(IrqRoute {
                     irq: line.irq,
                     device: device.to_string(),
@@ -322,10 +267,7 @@ mod tests {
                 })
             })
             .collect();
-        IrqObservation {
-            routes,
-            irqbalance_running: false,
-        }
+        IrqObservation { routes, irqbalance_running: false }
     }
 
     #[test]
@@ -335,10 +277,7 @@ mod tests {
         let disk = lines.iter().find(|l| l.irq == 36).unwrap();
         assert_eq!(disk.counts, vec![0, 8120]);
         assert_eq!(disk.name(), "virtio1-req.0");
-        assert_eq!(
-            disk.description,
-            "PCI-MSIX-0000:00:02.0 1-edge virtio1-req.0"
-        );
+        assert_eq!(disk.description, "PCI-MSIX-0000:00:02.0 1-edge virtio1-req.0");
         assert!(lines.iter().all(|l| l.counts.len() == 2));
     }
 
@@ -348,19 +287,14 @@ mod tests {
         let nvme = lines.iter().find(|l| l.name() == "nvme0q1").unwrap();
         assert_eq!(nvme.counts.len(), 8);
         assert_eq!(nvme.counts[0], 48211);
-        assert!(lines
-            .iter()
-            .any(|l| l.name() == "mlx5_comp0@pci:0000:3b:00.0"));
+        assert!(lines.iter().any(|l| l.name() == "mlx5_comp0@pci:0000:3b:00.0"));
     }
 
     #[test]
     fn every_cpu_a_shard_leaves_nothing_to_move() {
         let observation = routes_from(
             VM_INTERRUPTS,
-            &[
-                ("eth0", DeviceKind::Nic, "virtio2-"),
-                ("vda", DeviceKind::Disk, "virtio1-"),
-            ],
+            &[("eth0", DeviceKind::Nic, "virtio2-"), ("vda", DeviceKind::Disk, "virtio1-")],
             "0-1",
         );
         assert_eq!(observation.routes.len(), 5);
@@ -376,22 +310,13 @@ mod tests {
     fn interrupts_on_shard_cpus_warn_when_a_spare_cpu_exists() {
         let mut observation = routes_from(
             NVME_HOST_INTERRUPTS,
-            &[
-                ("nvme0n1", DeviceKind::Disk, "nvme0q"),
-                ("ens1f0", DeviceKind::Nic, "mlx5_comp"),
-            ],
+            &[("nvme0n1", DeviceKind::Disk, "nvme0q"), ("ens1f0", DeviceKind::Nic, "mlx5_comp")],
             "0-7",
         );
         observation.irqbalance_running = true;
         let check = check_irq_affinity(&observation, &(0..8).collect::<Vec<_>>(), &[4, 5, 6, 7]);
         assert_eq!(check.status, Status::Warn);
-        assert!(
-            check
-                .found
-                .starts_with("6 of 6 interrupts may fire on shard CPUs 4-7"),
-            "{}",
-            check.found
-        );
+        assert!(check.found.starts_with("6 of 6 interrupts may fire on shard CPUs 4-7"), "{}", check.found);
         let remedy = check.remedy.unwrap();
         assert!(remedy.contains("CPUs 0-3"), "{remedy}");
         assert!(remedy.contains("irqbalance"), "{remedy}");

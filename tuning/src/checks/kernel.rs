@@ -23,28 +23,16 @@ impl fmt::Display for KernelVersion {
 }
 
 /// The oldest kernel the broker supports (glommio's own minimum).
-pub const KERNEL_MIN: KernelVersion = KernelVersion {
-    major: 5,
-    minor: 8,
-    patch: 0,
-};
+pub const KERNEL_MIN: KernelVersion = KernelVersion { major: 5, minor: 8, patch: 0 };
 
 /// Parses `6.18.44-fc-v669`, `5.4.0-150-generic` or `4.19`.
 pub fn parse_kernel_release(release: &str) -> Option<KernelVersion> {
-    let numeric: String = release
-        .trim()
-        .chars()
-        .take_while(|c| c.is_ascii_digit() || *c == '.')
-        .collect();
+    let numeric: String = release.trim().chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
     let mut parts = numeric.split('.').filter(|p| !p.is_empty());
     let major = parts.next()?.parse().ok()?;
     let minor = parts.next()?.parse().ok()?;
     let patch = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-    Some(KernelVersion {
-        major,
-        minor,
-        patch,
-    })
+    Some(KernelVersion { major, minor, patch })
 }
 
 /// Reads the live kernel release.
@@ -83,15 +71,8 @@ mod tests {
 
     #[test]
     fn parses_distribution_releases() {
-        let v = |major, minor, patch| KernelVersion {
-            major,
-            minor,
-            patch,
-        };
-        assert_eq!(
-            parse_kernel_release("6.18.44-fc-v669\n"),
-            Some(v(6, 18, 44))
-        );
+        let v = |major, minor, patch| KernelVersion { major, minor, patch };
+        assert_eq!(parse_kernel_release("6.18.44-fc-v669\n"), Some(v(6, 18, 44)));
         assert_eq!(parse_kernel_release("5.4.0-150-generic"), Some(v(5, 4, 0)));
         assert_eq!(parse_kernel_release("4.19"), Some(v(4, 19, 0)));
         assert_eq!(parse_kernel_release("6.8.0-rc1"), Some(v(6, 8, 0)));

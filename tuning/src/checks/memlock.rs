@@ -38,14 +38,9 @@ const CAP_IPC_LOCK: u32 = 14;
 /// three rings and three registrations of its io_memory, and never less
 /// than glommio's 512 KiB floor.
 pub fn memlock_needed_bytes(shards: usize, io_memory_bytes_per_shard: usize) -> u64 {
-    let io_memory = (io_memory_bytes_per_shard as u64)
-        .max(GLOMMIO_IO_MEMORY_MIN_BYTES)
-        .div_ceil(4 * KIB)
-        * (4 * KIB);
+    let io_memory = (io_memory_bytes_per_shard as u64).max(GLOMMIO_IO_MEMORY_MIN_BYTES).div_ceil(4 * KIB) * (4 * KIB);
     let per_shard = RINGS_PER_EXECUTOR * (io_memory + RING_MEMLOCK_BYTES);
-    (shards as u64)
-        .saturating_mul(per_shard)
-        .max(GLOMMIO_MEMLOCK_FLOOR_BYTES)
+    (shards as u64).saturating_mul(per_shard).max(GLOMMIO_MEMLOCK_FLOOR_BYTES)
 }
 
 /// The limits this process runs under.
@@ -69,9 +64,7 @@ pub fn parse_cap_ipc_lock(status: &str) -> bool {
 /// Parses the `Max locked memory` line of `/proc/<pid>/limits` text into
 /// (soft, hard), for hosts captured from outside the process.
 pub fn parse_proc_limits(limits: &str) -> Option<(u64, u64)> {
-    let line = limits
-        .lines()
-        .find(|l| l.starts_with("Max locked memory"))?;
+    let line = limits.lines().find(|l| l.starts_with("Max locked memory"))?;
     let mut values = line["Max locked memory".len()..].split_whitespace();
     let parse = |word: &str| match word {
         "unlimited" => Some(u64::MAX),
@@ -88,17 +81,13 @@ pub fn observe() -> MemlockObservation {
     MemlockObservation {
         soft,
         hard,
-        cap_ipc_lock: sysfs::read_optional("/proc/self/status")
-            .is_some_and(|status| parse_cap_ipc_lock(&status)),
+        cap_ipc_lock: sysfs::read_optional("/proc/self/status").is_some_and(|status| parse_cap_ipc_lock(&status)),
     }
 }
 
 /// RLIMIT_MEMLOCK (soft, hard) of this process, `u64::MAX` for unlimited.
 pub fn current_limits() -> (u64, u64) {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit writes one rlimit into the struct we own.
     let result = unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut limit) };
     assert_eq!(result, 0, "getrlimit(RLIMIT_MEMLOCK) cannot fail");
@@ -123,16 +112,8 @@ pub fn raise_soft_limit(needed_bytes: u64) -> std::io::Result<u64> {
     }
     let target = needed_bytes.min(hard);
     let limit = libc::rlimit {
-        rlim_cur: if target == u64::MAX {
-            libc::RLIM_INFINITY
-        } else {
-            target
-        },
-        rlim_max: if hard == u64::MAX {
-            libc::RLIM_INFINITY
-        } else {
-            hard
-        },
+        rlim_cur: if target == u64::MAX { libc::RLIM_INFINITY } else { target },
+        rlim_max: if hard == u64::MAX { libc::RLIM_INFINITY } else { hard },
     };
     // SAFETY: setrlimit reads one rlimit from the struct we own.
     if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &limit) } != 0 {
@@ -141,13 +122,10 @@ pub fn raise_soft_limit(needed_bytes: u64) -> std::io::Result<u64> {
     Ok(target)
 }
 
-const REMEDY_RAISE: &str = "raise it: `ulimit -l unlimited` or LimitMEMLOCK=infinity in the systemd unit or `--ulimit memlock=-1` for docker";
+const REMEDY_RAISE: &str =
+    "raise it: `ulimit -l unlimited` or LimitMEMLOCK=infinity in the systemd unit or `--ulimit memlock=-1` for docker";
 
-pub fn check_memlock(
-    observation: &MemlockObservation,
-    shards: usize,
-    io_memory_bytes_per_shard: usize,
-) -> Check {
+pub fn check_memlock(observation: &MemlockObservation, shards: usize, io_memory_bytes_per_shard: usize) -> Check {
     const NAME: &str = "memlock";
     let need = memlock_needed_bytes(shards, io_memory_bytes_per_shard);
     let found = format!(
@@ -173,9 +151,7 @@ pub fn check_memlock(
     if observation.cap_ipc_lock {
         return Check::ok(
             NAME,
-            format!(
-                "{found}; CAP_IPC_LOCK exempts this process's rings and buffers from the limit"
-            ),
+            format!("{found}; CAP_IPC_LOCK exempts this process's rings and buffers from the limit"),
         );
     }
     Check::fail(NAME, found, remedy(observation.hard, need))
@@ -215,20 +191,10 @@ mod tests {
     fn a_64k_limit_fails_with_the_raise_remedy() {
         let (soft, hard) = parse_proc_limits(LIMITS_64K).unwrap();
         assert_eq!((soft, hard), (64 * KIB, 64 * KIB));
-        let observation = MemlockObservation {
-            soft,
-            hard,
-            cap_ipc_lock: false,
-        };
+        let observation = MemlockObservation { soft, hard, cap_ipc_lock: false };
         let check = check_memlock(&observation, 2, 512 * 1024);
         assert_eq!(check.status, Status::Fail);
-        assert!(
-            check
-                .found
-                .starts_with("soft 64 KiB, hard 64 KiB; need 3168 KiB for 2 shards"),
-            "{}",
-            check.found
-        );
+        assert!(check.found.starts_with("soft 64 KiB, hard 64 KiB; need 3168 KiB for 2 shards"), "{}", check.found);
         let remedy = check.remedy.unwrap();
         assert!(remedy.contains("ulimit -l unlimited"), "{remedy}");
         assert!(remedy.contains("LimitMEMLOCK=infinity"), "{remedy}");
@@ -238,33 +204,19 @@ mod tests {
 
     #[test]
     fn eight_mib_is_enough_for_two_shards() {
-        let observation = MemlockObservation {
-            soft: 8 * MIB,
-            hard: 8 * MIB,
-            cap_ipc_lock: false,
-        };
-        assert_eq!(
-            check_memlock(&observation, 2, 512 * 1024).status,
-            Status::Ok
-        );
+        let observation = MemlockObservation { soft: 8 * MIB, hard: 8 * MIB, cap_ipc_lock: false };
+        assert_eq!(check_memlock(&observation, 2, 512 * 1024).status, Status::Ok);
         // Six shards need 9.3 MiB: more than the 8 MiB hard limit.
         let check = check_memlock(&observation, 6, 512 * 1024);
         assert_eq!(check.status, Status::Fail);
         // With CAP_IPC_LOCK the registered buffers are not charged.
-        let privileged = MemlockObservation {
-            cap_ipc_lock: true,
-            ..observation
-        };
+        let privileged = MemlockObservation { cap_ipc_lock: true, ..observation };
         assert_eq!(check_memlock(&privileged, 6, 512 * 1024).status, Status::Ok);
     }
 
     #[test]
     fn a_soft_limit_below_a_higher_hard_limit_says_ulimit() {
-        let observation = MemlockObservation {
-            soft: 1024 * KIB,
-            hard: u64::MAX,
-            cap_ipc_lock: false,
-        };
+        let observation = MemlockObservation { soft: 1024 * KIB, hard: u64::MAX, cap_ipc_lock: false };
         let check = check_memlock(&observation, 2, 512 * 1024);
         assert_eq!(check.status, Status::Fail);
         assert!(check.found.contains("hard unlimited"));

@@ -43,8 +43,7 @@ pub fn observe() -> MemoryObservation {
         thp_enabled: sysfs::read_optional(THP_ENABLED_PATH).and_then(|t| parse_choice(&t)),
         thp_defrag: sysfs::read_optional(THP_DEFRAG_PATH).and_then(|t| parse_choice(&t)),
         swappiness: sysfs::read_number(SWAPPINESS_PATH),
-        swap_total_kib: sysfs::read_optional("/proc/meminfo")
-            .and_then(|text| parse_swap_total_kib(&text)),
+        swap_total_kib: sysfs::read_optional("/proc/meminfo").and_then(|text| parse_swap_total_kib(&text)),
     }
 }
 
@@ -53,14 +52,13 @@ pub fn check_transparent_hugepages(observation: &MemoryObservation) -> Check {
     let Some(enabled) = &observation.thp_enabled else {
         return Check::ok(NAME, "not built into this kernel");
     };
-    let defrag = observation
-        .thp_defrag
-        .as_ref()
-        .map_or("unknown", |d| d.selected.as_str());
+    let defrag = observation.thp_defrag.as_ref().map_or("unknown", |d| d.selected.as_str());
     let found = format!("enabled={}, defrag={defrag}", enabled.selected);
     let mut problems = Vec::new();
     if enabled.selected == "always" {
-        problems.push("every large mapping becomes a huge page: khugepaged and compaction stall page faults and inflate memory");
+        problems.push(
+            "every large mapping becomes a huge page: khugepaged and compaction stall page faults and inflate memory",
+        );
     }
     if defrag == "always" {
         problems.push("defrag=always compacts memory synchronously inside page faults");
@@ -85,9 +83,8 @@ pub fn check_swappiness(observation: &MemoryObservation) -> Check {
         Some(0) => Check::ok(NAME, format!("{swappiness}, no swap configured")),
         _ if swappiness <= SWAPPINESS_MAX => Check::ok(NAME, swappiness.to_string()),
         swap => {
-            let swap = swap.map_or("swap".to_string(), |kib| {
-                format!("{} of swap", crate::units::format_bytes_exact(kib * 1024))
-            });
+            let swap = swap
+                .map_or("swap".to_string(), |kib| format!("{} of swap", crate::units::format_bytes_exact(kib * 1024)));
             Check::warn(
                 NAME,
                 format!("{swappiness} with {swap}: the kernel swaps shard memory out to keep page cache"),
@@ -115,25 +112,16 @@ mod tests {
 
     #[test]
     fn thp_madvise_is_ok_and_always_warns() {
-        let here = thp(
-            "always [madvise] never\n",
-            "always defer defer+madvise [madvise] never\n",
-        );
+        let here = thp("always [madvise] never\n", "always defer defer+madvise [madvise] never\n");
         let check = check_transparent_hugepages(&here);
         assert_eq!(check.status, Status::Ok);
         assert_eq!(check.found, "enabled=madvise, defrag=madvise");
-        let always = thp(
-            "[always] madvise never",
-            "[always] defer defer+madvise madvise never",
-        );
+        let always = thp("[always] madvise never", "[always] defer defer+madvise madvise never");
         let check = check_transparent_hugepages(&always);
         assert_eq!(check.status, Status::Warn);
         assert!(check.remedy.unwrap().contains("madvise"));
         let none = MemoryObservation::default();
-        assert_eq!(
-            check_transparent_hugepages(&none).found,
-            "not built into this kernel"
-        );
+        assert_eq!(check_transparent_hugepages(&none).found, "not built into this kernel");
     }
 
     #[test]
@@ -143,21 +131,11 @@ mod tests {
         let check = check_swappiness(&here);
         assert_eq!(check.status, Status::Ok);
         assert_eq!(check.found, "60, no swap configured");
-        let swapping = MemoryObservation {
-            swap_total_kib: Some(8 * 1024 * 1024),
-            ..here.clone()
-        };
+        let swapping = MemoryObservation { swap_total_kib: Some(8 * 1024 * 1024), ..here.clone() };
         let check = check_swappiness(&swapping);
         assert_eq!(check.status, Status::Warn);
-        assert!(
-            check.found.starts_with("60 with 8 GiB of swap"),
-            "{}",
-            check.found
-        );
-        let low = MemoryObservation {
-            swappiness: Some(1),
-            ..swapping
-        };
+        assert!(check.found.starts_with("60 with 8 GiB of swap"), "{}", check.found);
+        let low = MemoryObservation { swappiness: Some(1), ..swapping };
         assert_eq!(check_swappiness(&low).status, Status::Ok);
     }
 }

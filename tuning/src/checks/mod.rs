@@ -66,40 +66,22 @@ pub struct Check {
 
 impl Check {
     pub fn ok(name: &str, found: impl Into<String>) -> Self {
-        Self {
-            name: name.to_string(),
-            status: Status::Ok,
-            found: found.into(),
-            remedy: None,
-        }
+        Self { name: name.to_string(), status: Status::Ok, found: found.into(), remedy: None }
     }
 
     pub fn warn(name: &str, found: impl Into<String>, remedy: impl Into<String>) -> Self {
-        Self {
-            name: name.to_string(),
-            status: Status::Warn,
-            found: found.into(),
-            remedy: Some(remedy.into()),
-        }
+        Self { name: name.to_string(), status: Status::Warn, found: found.into(), remedy: Some(remedy.into()) }
     }
 
     pub fn fail(name: &str, found: impl Into<String>, remedy: impl Into<String>) -> Self {
-        Self {
-            name: name.to_string(),
-            status: Status::Fail,
-            found: found.into(),
-            remedy: Some(remedy.into()),
-        }
+        Self { name: name.to_string(), status: Status::Fail, found: found.into(), remedy: Some(remedy.into()) }
     }
 
     /// The one line the broker prints: `FAIL memlock: soft 64 KiB, ...;
     /// fix: raise it: ...`.
     pub fn line(&self) -> String {
         match &self.remedy {
-            Some(remedy) => format!(
-                "{} {}: {}; fix: {}",
-                self.status, self.name, self.found, remedy
-            ),
+            Some(remedy) => format!("{} {}: {}; fix: {}", self.status, self.name, self.found, remedy),
             None => format!("{} {}: {}", self.status, self.name, self.found),
         }
     }
@@ -187,11 +169,7 @@ impl HostObservation {
             kernel::check_kernel(self.kernel_release.as_deref()),
             io_uring::check_io_uring(&self.io_uring),
             io_uring::check_io_uring_opcodes(&self.io_uring),
-            memlock::check_memlock(
-                &self.memlock,
-                config.shards,
-                config.io_memory_bytes_per_shard,
-            ),
+            memlock::check_memlock(&self.memlock, config.shards, config.io_memory_bytes_per_shard),
             cpu::check_cpus(&self.cpu, config.shards),
             cpu::check_smt(&self.cpu, &broker_cpus),
             cpu::check_numa(&self.cpu, &broker_cpus),
@@ -238,12 +216,8 @@ impl std::error::Error for StartupFailure {}
 /// Splits finished checks into the start-up verdict: `Err` with every FAIL
 /// (the broker prints them and stops), or `Ok` with the WARNs (logged once).
 pub fn startup_verdict(checks: Vec<Check>) -> Result<Vec<Check>, StartupFailure> {
-    let (failures, rest): (Vec<Check>, Vec<Check>) =
-        checks.into_iter().partition(|c| c.status == Status::Fail);
-    let warnings: Vec<Check> = rest
-        .into_iter()
-        .filter(|c| c.status == Status::Warn)
-        .collect();
+    let (failures, rest): (Vec<Check>, Vec<Check>) = checks.into_iter().partition(|c| c.status == Status::Fail);
+    let warnings: Vec<Check> = rest.into_iter().filter(|c| c.status == Status::Warn).collect();
     if failures.is_empty() {
         Ok(warnings)
     } else {
@@ -284,10 +258,7 @@ mod tests {
         let ok = Check::ok("a", "fine");
         let warn = Check::warn("b", "slow", "tune");
         let fail = Check::fail("c", "broken", "fix");
-        assert_eq!(
-            startup_verdict(vec![ok.clone(), warn.clone()]),
-            Ok(vec![warn.clone()])
-        );
+        assert_eq!(startup_verdict(vec![ok.clone(), warn.clone()]), Ok(vec![warn.clone()]));
         let failure = startup_verdict(vec![ok, warn.clone(), fail.clone()]).unwrap_err();
         assert_eq!(failure.failures, vec![fail]);
         assert_eq!(failure.warnings, vec![warn]);

@@ -48,11 +48,7 @@ pub struct NetworkObservation {
 /// Parses `4096\t131072\t6291456`.
 pub fn parse_tcp_buffer(text: &str) -> Option<TcpBuffer> {
     let mut numbers = text.split_whitespace().map(|n| n.parse::<u64>());
-    let buffer = TcpBuffer {
-        min: numbers.next()?.ok()?,
-        default: numbers.next()?.ok()?,
-        max: numbers.next()?.ok()?,
-    };
+    let buffer = TcpBuffer { min: numbers.next()?.ok()?, default: numbers.next()?.ok()?, max: numbers.next()?.ok()? };
     numbers.next().is_none().then_some(buffer)
 }
 
@@ -69,10 +65,7 @@ pub fn observe() -> NetworkObservation {
 /// The value `apply` writes for a TCP buffer sysctl: the same min and
 /// default, the ceiling raised to [`TCP_BUFFER_MAX_BYTES`].
 pub fn raised_tcp_buffer(current: TcpBuffer) -> TcpBuffer {
-    TcpBuffer {
-        max: current.max.max(TCP_BUFFER_MAX_BYTES),
-        ..current
-    }
+    TcpBuffer { max: current.max.max(TCP_BUFFER_MAX_BYTES), ..current }
 }
 
 pub fn check_somaxconn(observation: &NetworkObservation) -> Check {
@@ -92,22 +85,14 @@ fn check_tcp_buffer(name: &str, buffer: Option<TcpBuffer>) -> Check {
     let Some(buffer) = buffer else {
         return Check::ok(name, "not readable");
     };
-    let found = format!(
-        "{} {} {} (max {})",
-        buffer.min,
-        buffer.default,
-        buffer.max,
-        format_bytes_exact(buffer.max)
-    );
+    let found = format!("{} {} {} (max {})", buffer.min, buffer.default, buffer.max, format_bytes_exact(buffer.max));
     if buffer.max >= TCP_BUFFER_MAX_BYTES {
         return Check::ok(name, found);
     }
     let raised = raised_tcp_buffer(buffer);
     Check::warn(
         name,
-        format!(
-            "{found}: caps one connection's window below a fast link's bandwidth-delay product"
-        ),
+        format!("{found}: caps one connection's window below a fast link's bandwidth-delay product"),
         format!(
             "pinion-tune apply (sets max {}), or `sysctl -w {name}=\"{} {} {}\"`",
             format_bytes_exact(TCP_BUFFER_MAX_BYTES),
@@ -129,19 +114,12 @@ pub fn check_tcp_wmem(observation: &NetworkObservation) -> Check {
 pub fn check_busy_poll(observation: &NetworkObservation) -> Check {
     const NAME: &str = "net.core.busy_poll";
     let show = |v: Option<u32>| v.map_or("?".to_string(), |v| v.to_string());
-    let found = format!(
-        "busy_poll={} busy_read={}",
-        show(observation.busy_poll),
-        show(observation.busy_read)
-    );
+    let found = format!("busy_poll={} busy_read={}", show(observation.busy_poll), show(observation.busy_read));
     let spinning = observation.busy_poll.unwrap_or(0) > 0 || observation.busy_read.unwrap_or(0) > 0;
     if spinning {
         Check::ok(NAME, format!("{found} (µs): socket waits spin on the CPU, lower latency for CPU taken from shards"))
     } else {
-        Check::ok(
-            NAME,
-            format!("{found}: off, socket waits sleep and io_uring does the waiting"),
-        )
+        Check::ok(NAME, format!("{found}: off, socket waits sleep and io_uring does the waiting"))
     }
 }
 
@@ -164,10 +142,7 @@ mod tests {
     #[test]
     fn parses_tcp_buffers() {
         let buffer = parse_tcp_buffer("4096\t16384\t4194304\n").unwrap();
-        assert_eq!(
-            (buffer.min, buffer.default, buffer.max),
-            (4096, 16384, 4194304)
-        );
+        assert_eq!((buffer.min, buffer.default, buffer.max), (4096, 16384, 4194304));
         assert_eq!(parse_tcp_buffer("1 2"), None);
         assert_eq!(parse_tcp_buffer("1 2 3 4"), None);
         assert_eq!(buffer.to_sysctl(), "4096\t16384\t4194304");
@@ -180,21 +155,14 @@ mod tests {
         assert_eq!(check_tcp_rmem(&host).status, Status::Ok);
         let wmem = check_tcp_wmem(&host);
         assert_eq!(wmem.status, Status::Warn);
-        assert!(
-            wmem.found.starts_with("4096 16384 4194304 (max 4 MiB)"),
-            "{}",
-            wmem.found
-        );
+        assert!(wmem.found.starts_with("4096 16384 4194304 (max 4 MiB)"), "{}", wmem.found);
         assert!(wmem.remedy.unwrap().contains("\"4096 16384 16777216\""));
         assert_eq!(check_busy_poll(&host).status, Status::Ok);
     }
 
     #[test]
     fn old_default_backlog_warns() {
-        let host = NetworkObservation {
-            somaxconn: Some(128),
-            ..here()
-        };
+        let host = NetworkObservation { somaxconn: Some(128), ..here() };
         let check = check_somaxconn(&host);
         assert_eq!(check.status, Status::Warn);
         assert!(check.found.starts_with("128"));

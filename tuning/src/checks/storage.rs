@@ -47,8 +47,7 @@ pub enum Suitability {
     Unsupported(&'static str, &'static str),
 }
 
-const MOVE_TO_DISK: &str =
-    "put the data directory on ext4 or xfs on a local disk (--data-dir /var/lib/pinion)";
+const MOVE_TO_DISK: &str = "put the data directory on ext4 or xfs on a local disk (--data-dir /var/lib/pinion)";
 
 /// Names a filesystem by its statfs magic and says how it suits the broker.
 pub fn classify_filesystem(fs_magic: u64) -> (&'static str, Suitability) {
@@ -56,23 +55,43 @@ pub fn classify_filesystem(fs_magic: u64) -> (&'static str, Suitability) {
     match fs_magic {
         magic::EXT4 => ("ext2/3/4", Supported),
         magic::XFS => ("xfs", Supported),
-        magic::TMPFS => ("tmpfs", Unsupported("memory-backed: every message is lost at reboot, and O_DIRECT is at best emulated", MOVE_TO_DISK)),
-        magic::RAMFS => ("ramfs", Unsupported("memory-backed: every message is lost at reboot, and there is no O_DIRECT", MOVE_TO_DISK)),
+        magic::TMPFS => (
+            "tmpfs",
+            Unsupported(
+                "memory-backed: every message is lost at reboot, and O_DIRECT is at best emulated",
+                MOVE_TO_DISK,
+            ),
+        ),
+        magic::RAMFS => (
+            "ramfs",
+            Unsupported("memory-backed: every message is lost at reboot, and there is no O_DIRECT", MOVE_TO_DISK),
+        ),
         magic::SQUASHFS => ("squashfs", Unsupported("read-only", MOVE_TO_DISK)),
-        magic::OVERLAYFS => ("overlayfs", Discouraged(
-            "a container's overlay: slow metadata, copy-up, and O_DIRECT only through to some upper filesystems",
-            "mount a volume for the data directory (docker: -v /var/lib/pinion:/data)",
-        )),
-        magic::BTRFS => ("btrfs", Discouraged(
-            "copy-on-write: O_DIRECT overwrites fragment segments, and data checksums fight direct I/O",
-            "use ext4 or xfs, or at least `chattr +C` the empty data directory",
-        )),
+        magic::OVERLAYFS => (
+            "overlayfs",
+            Discouraged(
+                "a container's overlay: slow metadata, copy-up, and O_DIRECT only through to some upper filesystems",
+                "mount a volume for the data directory (docker: -v /var/lib/pinion:/data)",
+            ),
+        ),
+        magic::BTRFS => (
+            "btrfs",
+            Discouraged(
+                "copy-on-write: O_DIRECT overwrites fragment segments, and data checksums fight direct I/O",
+                "use ext4 or xfs, or at least `chattr +C` the empty data directory",
+            ),
+        ),
         magic::ZFS => ("zfs", Discouraged("the ARC caches regardless and O_DIRECT needs OpenZFS 2.3+", MOVE_TO_DISK)),
-        magic::NFS | magic::SMB2 | magic::CIFS => ("network filesystem", Discouraged(
-            "what fsync and O_DIRECT guarantee depends on the server, and latency on the network",
-            MOVE_TO_DISK,
-        )),
-        magic::FUSE => ("fuse", Discouraged("a userspace filesystem: O_DIRECT and fsync depend on the daemon", MOVE_TO_DISK)),
+        magic::NFS | magic::SMB2 | magic::CIFS => (
+            "network filesystem",
+            Discouraged(
+                "what fsync and O_DIRECT guarantee depends on the server, and latency on the network",
+                MOVE_TO_DISK,
+            ),
+        ),
+        magic::FUSE => {
+            ("fuse", Discouraged("a userspace filesystem: O_DIRECT and fsync depend on the daemon", MOVE_TO_DISK))
+        }
         magic::F2FS => ("f2fs", Discouraged("not a filesystem the broker is tested on", MOVE_TO_DISK)),
         magic::BCACHEFS => ("bcachefs", Discouraged("not a filesystem the broker is tested on", MOVE_TO_DISK)),
         _ => ("unknown", Discouraged("not a filesystem the broker is tested on", MOVE_TO_DISK)),
@@ -147,10 +166,7 @@ pub fn mount_containing<'a>(mounts: &'a [MountEntry], path: &Path) -> Option<&'a
 pub enum DirectIoProbe {
     /// A 4 KiB-aligned 4 KiB write succeeded. The alignments come from
     /// statx STATX_DIOALIGN (Linux 6.1+), when the filesystem reports them.
-    Written {
-        dio_mem_align: Option<u32>,
-        dio_offset_align: Option<u32>,
-    },
+    Written { dio_mem_align: Option<u32>, dio_offset_align: Option<u32> },
     /// open(O_DIRECT) failed (EINVAL: the filesystem has no direct I/O).
     OpenFailed { errno: i32 },
     /// The aligned write failed (EINVAL: larger alignment needed).
@@ -179,16 +195,12 @@ pub fn existing_ancestor(path: &Path) -> PathBuf {
     let absolute = if path.is_absolute() {
         path.to_path_buf()
     } else {
-        std::env::current_dir()
-            .map(|cwd| cwd.join(path))
-            .unwrap_or_else(|_| path.to_path_buf())
+        std::env::current_dir().map(|cwd| cwd.join(path)).unwrap_or_else(|_| path.to_path_buf())
     };
     let mut candidate = absolute.as_path();
     loop {
         if candidate.is_dir() {
-            return candidate
-                .canonicalize()
-                .unwrap_or_else(|_| candidate.to_path_buf());
+            return candidate.canonicalize().unwrap_or_else(|_| candidate.to_path_buf());
         }
         match candidate.parent() {
             Some(parent) => candidate = parent,
@@ -202,9 +214,7 @@ fn path_to_cstring(path: &Path) -> Option<CString> {
 }
 
 fn last_errno() -> i32 {
-    std::io::Error::last_os_error()
-        .raw_os_error()
-        .unwrap_or(libc::EIO)
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
 }
 
 fn statfs_magic(path: &Path) -> Result<u64, i32> {
@@ -229,25 +239,16 @@ pub(crate) fn device_of(path: &Path) -> Option<(u32, u32)> {
 /// Opens a fresh file in `dir` with O_DIRECT (removing its name at once),
 /// asks statx for the direct-I/O alignment, and writes one aligned block.
 pub fn probe_direct_io(dir: &Path) -> DirectIoProbe {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    let name = dir.join(format!(
-        ".pinion-tune-direct-io-{}-{nanos}",
-        std::process::id()
-    ));
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    let name = dir.join(format!(".pinion-tune-direct-io-{}-{nanos}", std::process::id()));
     let Some(cpath) = path_to_cstring(&name) else {
-        return DirectIoProbe::OpenFailed {
-            errno: libc::EINVAL,
-        };
+        return DirectIoProbe::OpenFailed { errno: libc::EINVAL };
     };
     let flags = libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_DIRECT | libc::O_CLOEXEC;
     // SAFETY: a NUL-terminated path; the returned descriptor is owned below.
     let raw = unsafe { libc::open(cpath.as_ptr(), flags, 0o600) };
     if raw < 0 {
-        return DirectIoProbe::OpenFailed {
-            errno: last_errno(),
-        };
+        return DirectIoProbe::OpenFailed { errno: last_errno() };
     }
     // SAFETY: `raw` is a descriptor we just opened and nothing else owns.
     let file = unsafe { OwnedFd::from_raw_fd(raw) };
@@ -260,20 +261,14 @@ pub fn probe_direct_io(dir: &Path) -> DirectIoProbe {
     let buffer = AlignedBuffer::patterned(DIRECT_IO_ALIGN, 0x5eed);
     // SAFETY: the buffer holds DIRECT_IO_ALIGN initialised bytes and
     // outlives the synchronous call.
-    let written =
-        unsafe { libc::pwrite(file.as_raw_fd(), buffer.as_ptr().cast(), buffer.len(), 0) };
+    let written = unsafe { libc::pwrite(file.as_raw_fd(), buffer.as_ptr().cast(), buffer.len(), 0) };
     if written < 0 {
-        return DirectIoProbe::WriteFailed {
-            errno: last_errno(),
-        };
+        return DirectIoProbe::WriteFailed { errno: last_errno() };
     }
     if written as usize != buffer.len() {
         return DirectIoProbe::WriteFailed { errno: libc::EIO };
     }
-    DirectIoProbe::Written {
-        dio_mem_align,
-        dio_offset_align,
-    }
+    DirectIoProbe::Written { dio_mem_align, dio_offset_align }
 }
 
 fn direct_io_alignment(file: &OwnedFd) -> (Option<u32>, Option<u32>) {
@@ -281,22 +276,12 @@ fn direct_io_alignment(file: &OwnedFd) -> (Option<u32>, Option<u32>) {
     let mut stat: libc::statx = unsafe { std::mem::zeroed() };
     // SAFETY: an empty path with AT_EMPTY_PATH addresses the descriptor
     // itself; statx writes into the struct we own.
-    let result = unsafe {
-        libc::statx(
-            file.as_raw_fd(),
-            c"".as_ptr(),
-            libc::AT_EMPTY_PATH,
-            libc::STATX_DIOALIGN,
-            &mut stat,
-        )
-    };
+    let result =
+        unsafe { libc::statx(file.as_raw_fd(), c"".as_ptr(), libc::AT_EMPTY_PATH, libc::STATX_DIOALIGN, &mut stat) };
     if result != 0 || stat.stx_mask & libc::STATX_DIOALIGN == 0 || stat.stx_dio_offset_align == 0 {
         return (None, None);
     }
-    (
-        Some(stat.stx_dio_mem_align),
-        Some(stat.stx_dio_offset_align),
-    )
+    (Some(stat.stx_dio_mem_align), Some(stat.stx_dio_offset_align))
 }
 
 /// Examines the live data directory.
@@ -319,10 +304,7 @@ fn where_checked(observation: &DataDirObservation) -> String {
     if observation.requested.is_dir() {
         requested.to_string()
     } else {
-        format!(
-            "{requested} (does not exist yet; checked {})",
-            observation.probed.display()
-        )
+        format!("{requested} (does not exist yet; checked {})", observation.probed.display())
     }
 }
 
@@ -341,22 +323,13 @@ pub fn check_filesystem(observation: &DataDirObservation) -> Check {
     };
     let (class_name, suitability) = classify_filesystem(fs_magic);
     let found = match &observation.mount {
-        Some(mount) => format!(
-            "{} on {} at {} for {place}",
-            mount.fs_type,
-            mount.source,
-            mount.mount_point.display()
-        ),
+        Some(mount) => format!("{} on {} at {} for {place}", mount.fs_type, mount.source, mount.mount_point.display()),
         None => format!("{class_name} (magic {fs_magic:#x}) for {place}"),
     };
     match suitability {
         Suitability::Supported => Check::ok(NAME, found),
-        Suitability::Discouraged(reason, remedy) => {
-            Check::warn(NAME, format!("{found}: {reason}"), remedy)
-        }
-        Suitability::Unsupported(reason, remedy) => {
-            Check::fail(NAME, format!("{found}: {reason}"), remedy)
-        }
+        Suitability::Discouraged(reason, remedy) => Check::warn(NAME, format!("{found}: {reason}"), remedy),
+        Suitability::Unsupported(reason, remedy) => Check::fail(NAME, format!("{found}: {reason}"), remedy),
     }
 }
 
@@ -364,16 +337,12 @@ pub fn check_direct_io(observation: &DataDirObservation) -> Check {
     const NAME: &str = "o_direct";
     let place = observation.probed.display();
     match &observation.direct_io {
-        DirectIoProbe::Written {
-            dio_mem_align,
-            dio_offset_align,
-        } => {
+        DirectIoProbe::Written { dio_mem_align, dio_offset_align } => {
             let alignment = match (dio_mem_align, dio_offset_align) {
                 (Some(memory), Some(offset)) => {
                     format!("needs {memory}-byte memory and {offset}-byte offset alignment")
                 }
-                _ => "alignment not reported by the filesystem (statx DIOALIGN, Linux 6.1+)"
-                    .to_string(),
+                _ => "alignment not reported by the filesystem (statx DIOALIGN, Linux 6.1+)".to_string(),
             };
             match dio_offset_align {
                 Some(offset) if *offset as usize > DIRECT_IO_ALIGN => Check::fail(
@@ -425,11 +394,7 @@ mod tests {
 
     const MOUNTINFO: &str = include_str!("../../tests/fixtures/mountinfo_vm");
 
-    fn observation(
-        fs_magic: u64,
-        mount: Option<MountEntry>,
-        direct_io: DirectIoProbe,
-    ) -> DataDirObservation {
+    fn observation(fs_magic: u64, mount: Option<MountEntry>, direct_io: DirectIoProbe) -> DataDirObservation {
         DataDirObservation {
             requested: PathBuf::from("/"),
             probed: PathBuf::from("/"),
@@ -441,10 +406,7 @@ mod tests {
     }
 
     fn written() -> DirectIoProbe {
-        DirectIoProbe::Written {
-            dio_mem_align: Some(512),
-            dio_offset_align: Some(512),
-        }
+        DirectIoProbe::Written { dio_mem_align: Some(512), dio_offset_align: Some(512) }
     }
 
     #[test]
@@ -471,30 +433,16 @@ mod tests {
         assert_eq!(check.found, "ext4 on /dev/vda at / for /");
         let direct = check_direct_io(&observation(magic::EXT4, None, written()));
         assert_eq!(direct.status, Status::Ok);
-        assert!(
-            direct.found.contains("512-byte offset alignment"),
-            "{}",
-            direct.found
-        );
+        assert!(direct.found.contains("512-byte offset alignment"), "{}", direct.found);
     }
 
     #[test]
     fn tmpfs_fails_and_so_does_its_o_direct_einval() {
         let check = check_filesystem(&observation(magic::TMPFS, None, written()));
         assert_eq!(check.status, Status::Fail);
-        assert!(
-            check.found.starts_with("tmpfs (magic 0x1021994)"),
-            "{}",
-            check.found
-        );
+        assert!(check.found.starts_with("tmpfs (magic 0x1021994)"), "{}", check.found);
         assert!(check.remedy.unwrap().contains("ext4 or xfs"));
-        let refused = observation(
-            magic::TMPFS,
-            None,
-            DirectIoProbe::OpenFailed {
-                errno: libc::EINVAL,
-            },
-        );
+        let refused = observation(magic::TMPFS, None, DirectIoProbe::OpenFailed { errno: libc::EINVAL });
         let check = check_direct_io(&refused);
         assert_eq!(check.status, Status::Fail);
         assert!(check.found.contains("EINVAL"), "{}", check.found);
@@ -503,14 +451,8 @@ mod tests {
 
     #[test]
     fn overlay_and_btrfs_warn_unknown_warns() {
-        assert_eq!(
-            check_filesystem(&observation(magic::OVERLAYFS, None, written())).status,
-            Status::Warn
-        );
-        assert_eq!(
-            check_filesystem(&observation(magic::BTRFS, None, written())).status,
-            Status::Warn
-        );
+        assert_eq!(check_filesystem(&observation(magic::OVERLAYFS, None, written())).status, Status::Warn);
+        assert_eq!(check_filesystem(&observation(magic::BTRFS, None, written())).status, Status::Warn);
         let unknown = check_filesystem(&observation(0x1234, None, written()));
         assert_eq!(unknown.status, Status::Warn);
         assert!(unknown.found.contains("0x1234"));
@@ -518,14 +460,8 @@ mod tests {
 
     #[test]
     fn big_alignment_and_read_only_fail() {
-        let big = DirectIoProbe::Written {
-            dio_mem_align: Some(4),
-            dio_offset_align: Some(8192),
-        };
-        assert_eq!(
-            check_direct_io(&observation(magic::XFS, None, big)).status,
-            Status::Fail
-        );
+        let big = DirectIoProbe::Written { dio_mem_align: Some(4), dio_offset_align: Some(8192) };
+        assert_eq!(check_direct_io(&observation(magic::XFS, None, big)).status, Status::Fail);
         let read_only = DirectIoProbe::OpenFailed { errno: libc::EROFS };
         let check = check_direct_io(&observation(magic::XFS, None, read_only));
         assert!(check.remedy.unwrap().contains("read-write"));
@@ -539,8 +475,6 @@ mod tests {
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
         let missing = observe(&dir.path().join("not/yet"));
         assert_eq!(missing.probed, dir.path().canonicalize().unwrap());
-        assert!(check_filesystem(&missing)
-            .found
-            .contains("does not exist yet"));
+        assert!(check_filesystem(&missing).found.contains("does not exist yet"));
     }
 }

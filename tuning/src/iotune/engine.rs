@@ -51,15 +51,9 @@ pub(crate) struct TestFile {
 
 impl TestFile {
     /// Creates, unlinks and preallocates a `size_bytes` file in `dir`.
-    pub(crate) fn create(
-        dir: &Path,
-        size_bytes: u64,
-        preallocation: Preallocation,
-    ) -> io::Result<Self> {
+    pub(crate) fn create(dir: &Path, size_bytes: u64, preallocation: Preallocation) -> io::Result<Self> {
         assert!(size_bytes > 0 && size_bytes & (DIRECT_IO_ALIGN as u64 - 1) == 0);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
         let path = dir.join(format!(".pinion-iotune-{}-{nanos}.tmp", std::process::id()));
         let file = OpenOptions::new()
             .read(true)
@@ -77,25 +71,17 @@ impl TestFile {
             Preallocation::KeepSize => libc::FALLOC_FL_KEEP_SIZE,
         };
         // SAFETY: fallocate on a descriptor we own; no memory is involved.
-        let result =
-            unsafe { libc::fallocate(file.as_raw_fd(), mode, 0, size_bytes as libc::off_t) };
+        let result = unsafe { libc::fallocate(file.as_raw_fd(), mode, 0, size_bytes as libc::off_t) };
         if result != 0 {
             let error = io::Error::last_os_error();
             if error.raw_os_error() != Some(libc::EOPNOTSUPP) {
-                return Err(with_context(
-                    error,
-                    format!("preallocate {size_bytes} bytes"),
-                ));
+                return Err(with_context(error, format!("preallocate {size_bytes} bytes")));
             }
             if preallocation == Preallocation::SetSize {
                 file.set_len(size_bytes)?;
             }
         }
-        Ok(Self {
-            file,
-            size_bytes,
-            written_bytes: 0,
-        })
+        Ok(Self { file, size_bytes, written_bytes: 0 })
     }
 
     pub(crate) fn size_bytes(&self) -> u64 {
@@ -106,13 +92,7 @@ impl TestFile {
 /// Wraps an I/O error with what was being done, keeping its kind and
 /// its cause.
 pub(crate) fn with_context(error: io::Error, what: String) -> io::Error {
-    io::Error::new(
-        error.kind(),
-        Context {
-            what,
-            source: error,
-        },
-    )
+    io::Error::new(error.kind(), Context { what, source: error })
 }
 
 #[derive(Debug)]
@@ -163,8 +143,7 @@ pub(crate) struct RunResult {
 }
 
 pub(crate) fn validate(block_bytes: usize, queue_depth: usize) -> io::Result<()> {
-    if block_bytes == 0 || block_bytes & (DIRECT_IO_ALIGN - 1) != 0 || block_bytes > BLOCK_BYTES_MAX
-    {
+    if block_bytes == 0 || block_bytes & (DIRECT_IO_ALIGN - 1) != 0 || block_bytes > BLOCK_BYTES_MAX {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             format!("block size {block_bytes} must be a multiple of {DIRECT_IO_ALIGN} up to {BLOCK_BYTES_MAX}"),
@@ -201,18 +180,13 @@ pub(crate) fn run_sequential(file: &mut TestFile, run: Run) -> io::Result<RunRes
     validate(run.block_bytes, run.queue_depth)?;
     let block = run.block_bytes as u64;
     let region = (run.region_bytes.min(file.size_bytes) / block) * block;
-    assert!(
-        region >= block,
-        "region {region} smaller than one block {block}"
-    );
+    assert!(region >= block, "region {region} smaller than one block {block}");
     let mut ring = new_ring(run.queue_depth)?;
     let fd = types::Fd(file.file.as_raw_fd());
 
     let mut buffers: Vec<AlignedBuffer> = (0..run.queue_depth)
         .map(|slot| match run.direction {
-            Direction::Write => {
-                AlignedBuffer::patterned(run.block_bytes, 0x9e37_79b9 + slot as u64)
-            }
+            Direction::Write => AlignedBuffer::patterned(run.block_bytes, 0x9e37_79b9 + slot as u64),
             Direction::Read => AlignedBuffer::zeroed(run.block_bytes),
         })
         .collect();
@@ -233,20 +207,15 @@ pub(crate) fn run_sequential(file: &mut TestFile, run: Run) -> io::Result<RunRes
             while let Some(slot) = free_slots.pop() {
                 let length = run.block_bytes as u32;
                 let entry = match run.direction {
-                    Direction::Write => opcode::Write::new(fd, buffers[slot].as_ptr(), length)
-                        .offset(offset)
-                        .build(),
-                    Direction::Read => opcode::Read::new(fd, buffers[slot].as_mut_ptr(), length)
-                        .offset(offset)
-                        .build(),
+                    Direction::Write => opcode::Write::new(fd, buffers[slot].as_ptr(), length).offset(offset).build(),
+                    Direction::Read => opcode::Read::new(fd, buffers[slot].as_mut_ptr(), length).offset(offset).build(),
                 }
                 .user_data(slot as u64);
                 // SAFETY: the entry points into `buffers[slot]`, which is
                 // not touched again until its completion is reaped, and no
                 // buffer is freed while requests are in flight (they are
                 // drained below, or the buffers leaked).
-                unsafe { ring.submission().push(&entry) }
-                    .expect("the ring has an entry for every slot");
+                unsafe { ring.submission().push(&entry) }.expect("the ring has an entry for every slot");
                 slot_offsets[slot] = offset;
                 in_flight += 1;
                 submitted_bytes += block;
@@ -278,10 +247,7 @@ pub(crate) fn run_sequential(file: &mut TestFile, run: Run) -> io::Result<RunRes
             } else if result as u64 != block {
                 first_error.get_or_insert(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
-                    format!(
-                        "short {:?}: {result} of {block} bytes at offset {}",
-                        run.direction, slot_offsets[slot]
-                    ),
+                    format!("short {:?}: {result} of {block} bytes at offset {}", run.direction, slot_offsets[slot]),
                 ));
             } else {
                 bytes += block;
@@ -294,18 +260,11 @@ pub(crate) fn run_sequential(file: &mut TestFile, run: Run) -> io::Result<RunRes
         last_completion = Instant::now();
     }
     if let Some(error) = first_error {
-        let what = format!(
-            "O_DIRECT {:?} of {} bytes at queue depth {}",
-            run.direction, run.block_bytes, run.queue_depth
-        );
+        let what =
+            format!("O_DIRECT {:?} of {} bytes at queue depth {}", run.direction, run.block_bytes, run.queue_depth);
         return Err(with_context(error, what));
     }
-    Ok(RunResult {
-        bytes,
-        operations,
-        elapsed: last_completion - start,
-        next_offset: offset,
-    })
+    Ok(RunResult { bytes, operations, elapsed: last_completion - start, next_offset: offset })
 }
 
 /// Appends 4 KiB blocks to `file` with O_DIRECT and times the fdatasync
@@ -325,14 +284,8 @@ pub(crate) fn fdatasync_latencies(
     let mut latencies = Vec::new();
     let deadline = Instant::now() + duration;
     let mut offset = 0u64;
-    while latencies.len() < samples_max
-        && offset + block <= file.size_bytes
-        && Instant::now() < deadline
-    {
-        let write = opcode::Write::new(fd, buffer.as_ptr(), block as u32)
-            .offset(offset)
-            .build()
-            .user_data(0);
+    while latencies.len() < samples_max && offset + block <= file.size_bytes && Instant::now() < deadline {
+        let write = opcode::Write::new(fd, buffer.as_ptr(), block as u32).offset(offset).build().user_data(0);
         // SAFETY: `buffer` outlives the request, which is reaped below
         // before the next iteration (or the buffer leaked on error).
         unsafe { ring.submission().push(&write) }.expect("the ring has room");
@@ -341,10 +294,7 @@ pub(crate) fn fdatasync_latencies(
             return Err(error);
         }
         file.written_bytes = file.written_bytes.max(offset + block);
-        let sync = opcode::Fsync::new(fd)
-            .flags(types::FsyncFlags::DATASYNC)
-            .build()
-            .user_data(1);
+        let sync = opcode::Fsync::new(fd).flags(types::FsyncFlags::DATASYNC).build().user_data(1);
         let started = Instant::now();
         // SAFETY: an fsync references no memory.
         unsafe { ring.submission().push(&sync) }.expect("the ring has room");
@@ -358,16 +308,12 @@ pub(crate) fn fdatasync_latencies(
 /// Submits, waits for the single completion and checks its result.
 fn wait_one(ring: &mut IoUring, expected: u64) -> io::Result<()> {
     submit_and_wait(ring)?;
-    let completion = ring
-        .completion()
-        .next()
-        .ok_or_else(|| io::Error::other("io_uring returned no completion"))?;
+    let completion = ring.completion().next().ok_or_else(|| io::Error::other("io_uring returned no completion"))?;
     match completion.result() {
         result if result < 0 => Err(io::Error::from_raw_os_error(-result)),
-        result if result as u64 != expected => Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            format!("short write: {result} of {expected} bytes"),
-        )),
+        result if result as u64 != expected => {
+            Err(io::Error::new(io::ErrorKind::UnexpectedEof, format!("short write: {result} of {expected} bytes")))
+        }
         _ => Ok(()),
     }
 }
@@ -380,11 +326,7 @@ mod tests {
     fn writes_then_reads_only_what_was_written() {
         let dir = tempfile::tempdir().unwrap();
         let mut file = TestFile::create(dir.path(), 8 << 20, Preallocation::SetSize).unwrap();
-        assert_eq!(
-            std::fs::read_dir(dir.path()).unwrap().count(),
-            0,
-            "name removed at once"
-        );
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "name removed at once");
         let write = Run {
             direction: Direction::Write,
             block_bytes: 64 << 10,
@@ -399,12 +341,8 @@ mod tests {
         assert_eq!(result.operations, 32);
         assert_eq!(result.next_offset, 2 << 20);
         assert_eq!(file.written_bytes, 2 << 20);
-        let read = Run {
-            direction: Direction::Read,
-            region_bytes: file.written_bytes,
-            bytes_max: Some(4 << 20),
-            ..write
-        };
+        let read =
+            Run { direction: Direction::Read, region_bytes: file.written_bytes, bytes_max: Some(4 << 20), ..write };
         let result = run_sequential(&mut file, read).unwrap();
         // Two passes over the written 2 MiB, wrapping at its end.
         assert_eq!(result.bytes, 4 << 20);

@@ -94,16 +94,7 @@ pub struct Throughput {
 impl Throughput {
     fn from_run(bytes: u64, operations: u64, elapsed: Duration) -> Self {
         let seconds = elapsed.as_secs_f64();
-        Self {
-            bytes,
-            elapsed,
-            bytes_per_sec: if seconds > 0.0 {
-                bytes as f64 / seconds
-            } else {
-                0.0
-            },
-            operations,
-        }
+        Self { bytes, elapsed, bytes_per_sec: if seconds > 0.0 { bytes as f64 / seconds } else { 0.0 }, operations }
     }
 
     /// Completed requests per second.
@@ -128,10 +119,7 @@ fn test_file_bytes(dir: &Path) -> io::Result<u64> {
     // SAFETY: a NUL-terminated path and a statvfs we own.
     if unsafe { libc::statvfs(cpath.as_ptr(), &mut stat) } != 0 {
         let error = io::Error::last_os_error();
-        return Err(engine::with_context(
-            error,
-            format!("statvfs {}", dir.display()),
-        ));
+        return Err(engine::with_context(error, format!("statvfs {}", dir.display())));
     }
     #[allow(clippy::unnecessary_cast)]
     let free = stat.f_bavail as u64 * stat.f_frsize as u64;
@@ -176,11 +164,7 @@ pub fn sequential_write(
             bytes_max: None,
         },
     )?;
-    Ok(Throughput::from_run(
-        result.bytes,
-        result.operations,
-        result.elapsed,
-    ))
+    Ok(Throughput::from_run(result.bytes, result.operations, result.elapsed))
 }
 
 /// Raw O_DIRECT sequential read bandwidth of the device under `dir`: first
@@ -211,11 +195,7 @@ pub fn sequential_read(
             bytes_max: None,
         },
     )?;
-    Ok(Throughput::from_run(
-        result.bytes,
-        result.operations,
-        result.elapsed,
-    ))
+    Ok(Throughput::from_run(result.bytes, result.operations, result.elapsed))
 }
 
 /// Writes the file from its current written end up to `target_bytes`
@@ -289,14 +269,8 @@ pub struct IoProperties {
 /// A properties file that could not be loaded.
 #[derive(Debug)]
 pub enum PropertiesError {
-    Read {
-        path: PathBuf,
-        source: io::Error,
-    },
-    Parse {
-        path: PathBuf,
-        source: toml::de::Error,
-    },
+    Read { path: PathBuf, source: io::Error },
+    Parse { path: PathBuf, source: toml::de::Error },
 }
 
 impl fmt::Display for PropertiesError {
@@ -329,8 +303,7 @@ impl IoProperties {
     }
 
     pub fn save(&self, path: &Path) -> io::Result<()> {
-        std::fs::write(path, self.to_toml())
-            .map_err(|e| engine::with_context(e, format!("write {}", path.display())))
+        std::fs::write(path, self.to_toml()).map_err(|e| engine::with_context(e, format!("write {}", path.display())))
     }
 
     pub fn parse(text: &str) -> Result<Self, toml::de::Error> {
@@ -340,14 +313,9 @@ impl IoProperties {
 
 /// Loads a properties file written by `pinion-tune iotune`.
 pub fn load(path: &Path) -> Result<IoProperties, PropertiesError> {
-    let text = std::fs::read_to_string(path).map_err(|source| PropertiesError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    IoProperties::parse(&text).map_err(|source| PropertiesError::Parse {
-        path: path.to_path_buf(),
-        source,
-    })
+    let text =
+        std::fs::read_to_string(path).map_err(|source| PropertiesError::Read { path: path.to_path_buf(), source })?;
+    IoProperties::parse(&text).map_err(|source| PropertiesError::Parse { path: path.to_path_buf(), source })
 }
 
 /// How long and where to measure.
@@ -375,12 +343,7 @@ fn knee(cells: &[Measurement]) -> Option<&Measurement> {
 
 fn best_iops(cells: &[Measurement]) -> u64 {
     let smallest = BLOCK_SIZES[0] as u64;
-    cells
-        .iter()
-        .filter(|c| c.block_bytes == smallest)
-        .map(|c| c.iops)
-        .max()
-        .unwrap_or(0)
+    cells.iter().filter(|c| c.block_bytes == smallest).map(|c| c.iops).max().unwrap_or(0)
 }
 
 /// Measures the disk under `options.data_dir` (created if missing) within
@@ -394,8 +357,7 @@ pub fn run(options: &IotuneOptions, progress: &mut dyn FnMut(&str)) -> io::Resul
     }
     let started = Instant::now();
     let dir = &options.data_dir;
-    std::fs::create_dir_all(dir)
-        .map_err(|e| engine::with_context(e, format!("create {}", dir.display())))?;
+    std::fs::create_dir_all(dir).map_err(|e| engine::with_context(e, format!("create {}", dir.display())))?;
     let cells = BLOCK_SIZES.len() * QUEUE_DEPTHS.len();
     // Time slots: each write cell, the read fill, each read cell, fdatasync.
     let slot = options.duration / (2 * cells as u32 + 2);
@@ -430,8 +392,7 @@ pub fn run(options: &IotuneOptions, progress: &mut dyn FnMut(&str)) -> io::Resul
                     },
                 )?;
                 offset = result.next_offset;
-                let throughput =
-                    Throughput::from_run(result.bytes, result.operations, result.elapsed);
+                let throughput = Throughput::from_run(result.bytes, result.operations, result.elapsed);
                 let cell = Measurement {
                     block_bytes: block_bytes as u64,
                     queue_depth: queue_depth as u64,
@@ -441,11 +402,7 @@ pub fn run(options: &IotuneOptions, progress: &mut dyn FnMut(&str)) -> io::Resul
                 step += 1;
                 progress(&format!(
                     "iotune [{step}/{steps}] {} {} x {queue_depth}: {}, {} IOPS",
-                    if direction == Direction::Write {
-                        "write"
-                    } else {
-                        "read"
-                    },
+                    if direction == Direction::Write { "write" } else { "read" },
                     format_block(block_bytes),
                     format_rate(throughput.bytes_per_sec),
                     cell.iops
@@ -495,8 +452,7 @@ pub fn run(options: &IotuneOptions, progress: &mut dyn FnMut(&str)) -> io::Resul
         write,
         read,
     };
-    if properties.write_bandwidth_bytes_per_sec == 0 || properties.read_bandwidth_bytes_per_sec == 0
-    {
+    if properties.write_bandwidth_bytes_per_sec == 0 || properties.read_bandwidth_bytes_per_sec == 0 {
         return Err(io::Error::other("no I/O completed within the time given"));
     }
     Ok(properties)
@@ -507,12 +463,7 @@ mod tests {
     use super::*;
 
     fn cell(block_bytes: u64, queue_depth: u64, bytes_per_sec: u64) -> Measurement {
-        Measurement {
-            block_bytes,
-            queue_depth,
-            bytes_per_sec,
-            iops: bytes_per_sec / block_bytes,
-        }
+        Measurement { block_bytes, queue_depth, bytes_per_sec, iops: bytes_per_sec / block_bytes }
     }
 
     #[test]
@@ -559,10 +510,7 @@ mod tests {
         };
         let text = properties.to_toml();
         assert!(text.starts_with("# Written by `pinion-tune iotune`"));
-        assert!(
-            text.contains("write_bandwidth_bytes_per_sec = 1210000000\n"),
-            "{text}"
-        );
+        assert!(text.contains("write_bandwidth_bytes_per_sec = 1210000000\n"), "{text}");
         assert!(text.contains("[[write]]"), "{text}");
         assert_eq!(IoProperties::parse(&text).unwrap(), properties);
         let dir = tempfile::tempdir().unwrap();
@@ -571,10 +519,7 @@ mod tests {
         assert_eq!(load(&path).unwrap(), properties);
         std::fs::write(&path, "write_iops = \"many\"").unwrap();
         assert!(matches!(load(&path), Err(PropertiesError::Parse { .. })));
-        assert!(matches!(
-            load(&dir.path().join("missing.toml")),
-            Err(PropertiesError::Read { .. })
-        ));
+        assert!(matches!(load(&dir.path().join("missing.toml")), Err(PropertiesError::Read { .. })));
     }
 
     #[test]
@@ -585,11 +530,7 @@ mod tests {
         assert_eq!(write.bytes, write.operations << 20);
         let read = sequential_read(dir.path(), 64 << 10, 4, Duration::from_millis(200)).unwrap();
         assert!(read.bytes > 0 && read.iops() > 0.0, "{read:?}");
-        assert_eq!(
-            std::fs::read_dir(dir.path()).unwrap().count(),
-            0,
-            "scratch files removed"
-        );
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "scratch files removed");
         assert!(sequential_write(dir.path(), 1000, 1, Duration::from_millis(10)).is_err());
     }
 }

@@ -35,10 +35,7 @@ pub(super) fn subscription(topics: &[&str]) -> Bytes {
 }
 
 pub(super) fn protocol(name: &str, topics: &[&str]) -> JoinProtocol {
-    JoinProtocol {
-        name: name.to_owned(),
-        metadata: subscription(topics),
-    }
+    JoinProtocol { name: name.to_owned(), metadata: subscription(topics) }
 }
 
 /// A JoinGroup of a consumer subscribed to "orders" with the range assignor.
@@ -59,17 +56,10 @@ pub(super) fn join_request(member_id: &str, client_id: &str) -> JoinRequest {
 }
 
 pub(super) fn static_join_request(member_id: &str, instance_id: &str) -> JoinRequest {
-    JoinRequest {
-        group_instance_id: Some(instance_id.to_owned()),
-        ..join_request(member_id, instance_id)
-    }
+    JoinRequest { group_instance_id: Some(instance_id.to_owned()), ..join_request(member_id, instance_id) }
 }
 
-pub(super) fn sync_request(
-    generation_id: i32,
-    member_id: &str,
-    assignments: &[(&str, &str)],
-) -> SyncRequest {
+pub(super) fn sync_request(generation_id: i32, member_id: &str, assignments: &[(&str, &str)]) -> SyncRequest {
     SyncRequest {
         group_id: GROUP.to_owned(),
         generation_id,
@@ -149,27 +139,15 @@ impl Harness {
         for completion in completions {
             match completion {
                 Completion::Join { ticket, response } => {
-                    assert!(
-                        self.joins.insert(ticket, response).is_none(),
-                        "join {ticket:?} answered twice"
-                    );
+                    assert!(self.joins.insert(ticket, response).is_none(), "join {ticket:?} answered twice");
                 }
                 Completion::Sync { ticket, response } => {
-                    assert!(
-                        self.syncs.insert(ticket, response).is_none(),
-                        "sync {ticket:?} answered twice"
-                    );
+                    assert!(self.syncs.insert(ticket, response).is_none(), "sync {ticket:?} answered twice");
                 }
-                Completion::StoreGroup {
-                    group_id,
-                    ticket,
-                    record,
-                } => {
+                Completion::StoreGroup { group_id, ticket, record } => {
                     self.log.push(record);
                     if self.auto_store {
-                        let more =
-                            self.coordinator
-                                .group_stored(&group_id, ticket, NONE, self.now_ms);
+                        let more = self.coordinator.group_stored(&group_id, ticket, NONE, self.now_ms);
                         self.deliver(more);
                     } else {
                         self.held_stores.push((group_id, ticket));
@@ -182,9 +160,7 @@ impl Harness {
     /// Reports every held store with `append_error_code`.
     pub fn release_stores(&mut self, append_error_code: i16) {
         for (group_id, ticket) in std::mem::take(&mut self.held_stores) {
-            let more =
-                self.coordinator
-                    .group_stored(&group_id, ticket, append_error_code, self.now_ms);
+            let more = self.coordinator.group_stored(&group_id, ticket, append_error_code, self.now_ms);
             self.deliver(more);
         }
     }
@@ -202,15 +178,11 @@ impl Harness {
     }
 
     pub fn heartbeat(&mut self, generation_id: i32, member_id: &str) -> i16 {
-        self.coordinator
-            .heartbeat(GROUP, generation_id, member_id, None, self.now_ms)
+        self.coordinator.heartbeat(GROUP, generation_id, member_id, None, self.now_ms)
     }
 
     pub fn leave(&mut self, member_id: &str) -> LeaveResponse {
-        let members = [LeaveMember {
-            member_id: member_id.to_owned(),
-            group_instance_id: None,
-        }];
+        let members = [LeaveMember { member_id: member_id.to_owned(), group_instance_id: None }];
         let left = self.coordinator.leave(GROUP, &members, self.now_ms);
         self.deliver(left.completions);
         left.response
@@ -243,13 +215,11 @@ impl Harness {
     }
 
     pub fn joined(&mut self, answer: &Answer<JoinResponse>) -> JoinResponse {
-        self.join_answer(answer)
-            .expect("the JoinGroup has been answered")
+        self.join_answer(answer).expect("the JoinGroup has been answered")
     }
 
     pub fn synced(&mut self, answer: &Answer<SyncResponse>) -> SyncResponse {
-        self.sync_answer(answer)
-            .expect("the SyncGroup has been answered")
+        self.sync_answer(answer).expect("the SyncGroup has been answered")
     }
 
     pub fn state(&self) -> Option<GroupState> {
@@ -263,10 +233,7 @@ impl Harness {
     /// New dynamic members join (JoinGroup v3 style, no MEMBER_ID_REQUIRED)
     /// and the join phase completes: their answers, in `clients` order.
     pub fn join_new_members(&mut self, clients: &[&str]) -> Vec<JoinResponse> {
-        let answers: Vec<_> = clients
-            .iter()
-            .map(|client| self.join(join_request("", client)))
-            .collect();
+        let answers: Vec<_> = clients.iter().map(|client| self.join(join_request("", client))).collect();
         self.tick();
         answers.iter().map(|answer| self.joined(answer)).collect()
     }
@@ -276,33 +243,18 @@ impl Harness {
     pub fn sync_members(&mut self, joined: &[JoinResponse]) -> Vec<SyncResponse> {
         let leader_id = joined[0].leader.clone();
         let generation_id = joined[0].generation_id;
-        let assignments: Vec<(String, String)> = joined
-            .iter()
-            .enumerate()
-            .map(|(i, j)| (j.member_id.clone(), format!("p-{i}")))
-            .collect();
-        let pairs: Vec<(&str, &str)> = assignments
-            .iter()
-            .map(|(m, a)| (m.as_str(), a.as_str()))
-            .collect();
+        let assignments: Vec<(String, String)> =
+            joined.iter().enumerate().map(|(i, j)| (j.member_id.clone(), format!("p-{i}"))).collect();
+        let pairs: Vec<(&str, &str)> = assignments.iter().map(|(m, a)| (m.as_str(), a.as_str())).collect();
         let mut answers = Vec::new();
         for member in joined.iter().filter(|j| j.member_id != leader_id) {
-            answers.push((
-                member.member_id.clone(),
-                self.sync(sync_request(generation_id, &member.member_id, &[])),
-            ));
+            answers.push((member.member_id.clone(), self.sync(sync_request(generation_id, &member.member_id, &[]))));
         }
-        answers.push((
-            leader_id.clone(),
-            self.sync(sync_request(generation_id, &leader_id, &pairs)),
-        ));
+        answers.push((leader_id.clone(), self.sync(sync_request(generation_id, &leader_id, &pairs))));
         joined
             .iter()
             .map(|j| {
-                let (_, answer) = answers
-                    .iter()
-                    .find(|(id, _)| *id == j.member_id)
-                    .expect("every member synced");
+                let (_, answer) = answers.iter().find(|(id, _)| *id == j.member_id).expect("every member synced");
                 let answer = answer.clone();
                 self.synced(&answer)
             })

@@ -15,52 +15,28 @@ const INSTANCES: [&str; 3] = ["i1", "i2", "i3"];
 fn check_invariants(h: &Harness) {
     let ids: Vec<String> = GROUPS.iter().map(|g| (*g).to_owned()).collect();
     for description in h.coordinator.describe(&ids) {
-        let members: Vec<&str> = description
-            .members
-            .iter()
-            .map(|m| m.member_id.as_str())
-            .collect();
+        let members: Vec<&str> = description.members.iter().map(|m| m.member_id.as_str()).collect();
         match description.state {
             "Empty" | "Dead" => assert!(members.is_empty(), "{description:?}"),
-            "Stable" => assert!(
-                !description.protocol_name.is_empty() && !members.is_empty(),
-                "{description:?}"
-            ),
+            "Stable" => assert!(!description.protocol_name.is_empty() && !members.is_empty(), "{description:?}"),
             "CompletingRebalance" => assert!(!members.is_empty(), "{description:?}"),
             _ => {}
         }
         if let Some(leader) = &description.leader_id {
-            assert!(
-                members.contains(&leader.as_str()),
-                "the leader is a member: {description:?}"
-            );
+            assert!(members.contains(&leader.as_str()), "the leader is a member: {description:?}");
         } else {
-            assert!(
-                members.is_empty(),
-                "a group with members has a leader: {description:?}"
-            );
+            assert!(members.is_empty(), "a group with members has a leader: {description:?}");
         }
-        let instances: Vec<&String> = description
-            .members
-            .iter()
-            .filter_map(|m| m.group_instance_id.as_ref())
-            .collect();
+        let instances: Vec<&String> = description.members.iter().filter_map(|m| m.group_instance_id.as_ref()).collect();
         let unique: BTreeSet<&String> = instances.iter().copied().collect();
-        assert_eq!(
-            unique.len(),
-            instances.len(),
-            "one member per instance id: {description:?}"
-        );
+        assert_eq!(unique.len(), instances.len(), "one member per instance id: {description:?}");
     }
 }
 
 fn run(seed: u64) {
     let mut random = Random(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
     let delay_ms = [0, 0, 1_000][random.below(3)];
-    let mut h = Harness::with_config(GroupConfig {
-        group_initial_rebalance_delay_ms: delay_ms,
-        ..test_config()
-    });
+    let mut h = Harness::with_config(GroupConfig { group_initial_rebalance_delay_ms: delay_ms, ..test_config() });
     // Parked JoinGroups with the group and instance id they were for; parked SyncGroups.
     let mut parked_joins: BTreeMap<Ticket, (String, Option<String>)> = BTreeMap::new();
     let mut parked_syncs: BTreeSet<Ticket> = BTreeSet::new();
@@ -73,22 +49,12 @@ fn run(seed: u64) {
         let member = if known.is_empty() {
             None
         } else {
-            let (member_id, (group, instance, generation_id)) =
-                known.iter().nth(random.below(known.len())).unwrap();
-            Some((
-                group.clone(),
-                member_id.clone(),
-                instance.clone(),
-                *generation_id,
-            ))
+            let (member_id, (group, instance, generation_id)) = known.iter().nth(random.below(known.len())).unwrap();
+            Some((group.clone(), member_id.clone(), instance.clone(), *generation_id))
         };
         match random.below(13) {
             0 => {
-                let instance = if random.below(2) == 0 {
-                    None
-                } else {
-                    Some(INSTANCES[random.below(3)].to_owned())
-                };
+                let instance = if random.below(2) == 0 { None } else { Some(INSTANCES[random.below(3)].to_owned()) };
                 let mut request = JoinRequest {
                     group_id: group.clone(),
                     group_instance_id: instance.clone(),
@@ -97,19 +63,10 @@ fn run(seed: u64) {
                     ..join_request("", &format!("c{}", random.below(4)))
                 };
                 if random.below(4) == 0 {
-                    request
-                        .protocols
-                        .insert(0, protocol("roundrobin", &["orders"]));
+                    request.protocols.insert(0, protocol("roundrobin", &["orders"]));
                 }
                 let answer = h.join(request);
-                record_join(
-                    &mut h,
-                    &mut parked_joins,
-                    &mut known,
-                    &group,
-                    instance,
-                    answer,
-                );
+                record_join(&mut h, &mut parked_joins, &mut known, &group, instance, answer);
             }
             1 | 2 => {
                 if let Some((group, member_id, instance, _)) = member {
@@ -119,14 +76,7 @@ fn run(seed: u64) {
                         ..join_request(&member_id, "c")
                     };
                     let answer = h.join(request);
-                    record_join(
-                        &mut h,
-                        &mut parked_joins,
-                        &mut known,
-                        &group,
-                        instance,
-                        answer,
-                    );
+                    record_join(&mut h, &mut parked_joins, &mut known, &group, instance, answer);
                 }
             }
             3..=5 => {
@@ -134,10 +84,7 @@ fn run(seed: u64) {
                     let assignments: Vec<SyncAssignment> = known
                         .iter()
                         .filter(|(_, k)| k.0 == group)
-                        .map(|(id, _)| SyncAssignment {
-                            member_id: id.clone(),
-                            assignment: Bytes::from_static(b"x"),
-                        })
+                        .map(|(id, _)| SyncAssignment { member_id: id.clone(), assignment: Bytes::from_static(b"x") })
                         .collect();
                     let request = SyncRequest {
                         group_id: group,
@@ -155,28 +102,15 @@ fn run(seed: u64) {
             }
             6 => {
                 if let Some((group, member_id, instance, generation_id)) = member {
-                    h.coordinator.heartbeat(
-                        &group,
-                        generation_id,
-                        &member_id,
-                        instance.as_deref(),
-                        h.now_ms,
-                    );
+                    h.coordinator.heartbeat(&group, generation_id, &member_id, instance.as_deref(), h.now_ms);
                 }
             }
             7 => {
                 if let Some((group, member_id, instance, _)) = member {
-                    let member_id = if instance.is_some() && random.below(2) == 0 {
-                        String::new()
-                    } else {
-                        member_id
-                    };
+                    let member_id = if instance.is_some() && random.below(2) == 0 { String::new() } else { member_id };
                     let left = h.coordinator.leave(
                         &group,
-                        &[LeaveMember {
-                            member_id,
-                            group_instance_id: instance,
-                        }],
+                        &[LeaveMember { member_id, group_instance_id: instance }],
                         h.now_ms,
                     );
                     h.deliver(left.completions);
@@ -215,8 +149,7 @@ fn run(seed: u64) {
                     h.coordinator.delete_groups(&[group]);
                 }
                 _ => {
-                    h.coordinator
-                        .delete_offsets(&group, &[TopicPartition::new("orders", 0)]);
+                    h.coordinator.delete_offsets(&group, &[TopicPartition::new("orders", 0)]);
                 }
             },
         }
@@ -234,26 +167,16 @@ fn run(seed: u64) {
         h.tick();
         check_invariants(&h);
     }
-    assert_eq!(
-        h.coordinator.next_deadline_ms(),
-        None,
-        "seed {seed}: timers left"
-    );
+    assert_eq!(h.coordinator.next_deadline_ms(), None, "seed {seed}: timers left");
     let unanswered: Vec<&Ticket> = parked_joins
         .keys()
         .filter(|t| !h.joins.contains_key(t))
         .chain(parked_syncs.iter().filter(|t| !h.syncs.contains_key(t)))
         .collect();
-    assert!(
-        unanswered.is_empty(),
-        "seed {seed}: parked requests never answered: {unanswered:?}"
-    );
+    assert!(unanswered.is_empty(), "seed {seed}: parked requests never answered: {unanswered:?}");
     for group in GROUPS {
         let state = h.coordinator.group_state(group);
-        assert!(
-            matches!(state, None | Some(GroupState::Empty)),
-            "seed {seed}: {group} is {state:?}"
-        );
+        assert!(matches!(state, None | Some(GroupState::Empty)), "seed {seed}: {group} is {state:?}");
     }
 }
 
@@ -270,24 +193,15 @@ fn record_join(
             parked_joins.insert(*ticket, (group.to_owned(), instance));
         }
         Answer::Now(response) if !response.member_id.is_empty() => {
-            known.insert(
-                response.member_id.clone(),
-                (group.to_owned(), instance, response.generation_id),
-            );
+            known.insert(response.member_id.clone(), (group.to_owned(), instance, response.generation_id));
         }
         Answer::Now(_) => {}
     }
     // Parked joins answered so far teach their clients ids and generations.
     for (ticket, (group, instance)) in parked_joins.iter() {
         if let Some(response) = h.joins.get(ticket).filter(|r| r.error_code == NONE) {
-            let generation_id = known
-                .get(&response.member_id)
-                .map_or(-1, |k| k.2)
-                .max(response.generation_id);
-            known.insert(
-                response.member_id.clone(),
-                (group.clone(), instance.clone(), generation_id),
-            );
+            let generation_id = known.get(&response.member_id).map_or(-1, |k| k.2).max(response.generation_id);
+            known.insert(response.member_id.clone(), (group.clone(), instance.clone(), generation_id));
         }
     }
 }
