@@ -82,7 +82,28 @@ pub fn run(mut config: ServerConfig, stop: Arc<AtomicBool>) -> Result<(), String
     }
     check_memlock(shards).map_err(|e| e.to_string())?;
     let cluster_id = cluster_id(&config)?;
-    let table = TopicTable::load(&config.data_dir)?;
+    let mut table = TopicTable::load(&config.data_dir)?;
+    if table.get(crate::group::GROUP_METADATA_TOPIC_NAME).is_none() {
+        // The internal topic exists from the first start on, so that every
+        // shard opens and replays its partitions before serving.
+        let name = crate::group::GROUP_METADATA_TOPIC_NAME.to_string();
+        let configs = std::collections::BTreeMap::from([
+            ("segment.bytes".to_string(), (100u64 << 20).to_string()),
+            // Kept until compaction removes superseded records; never by age.
+            ("retention.ms".to_string(), "-1".to_string()),
+        ]);
+        table.topics.insert(
+            name.clone(),
+            crate::topics::TopicMeta {
+                name,
+                id: uuid::Uuid::new_v4(),
+                partitions: config.offsets_topic_num_partitions,
+                configs,
+            },
+        );
+        table.version += 1;
+        table.store(&config.data_dir).map_err(|e| format!("cannot write the topic table: {e}"))?;
+    }
     pinion_engine::io::dma::ensure_probe_file(&config.data_dir)
         .map_err(|e| format!("cannot prepare data dir {}: {e}", config.data_dir.display()))?;
     let mesh = (shards > 1).then(|| MeshBuilder::<Envelope, Full>::full(shards, 1024));
@@ -163,6 +184,7 @@ async fn run_shard(
     tracing::info!(shard = shard_id, %listen, partitions = ctx.partitions.borrow().len(), "shard ready");
     let acceptor = glommio::spawn_local(accept_loop(ctx.clone(), listener));
     let retention = glommio::spawn_local(retention_loop(ctx.clone()));
+    let group_timers = glommio::spawn_local(crate::groups::timer_loop(ctx.clone()));
     let metrics = match (shard_id, ctx.config.metrics_addr) {
         (0, Some(addr)) => {
             let listener = TcpListener::bind(addr).map_err(|e| format!("cannot serve metrics on {addr}: {e}"))?;
@@ -176,6 +198,7 @@ async fn run_shard(
     tracing::info!(shard = shard_id, "shutting down");
     acceptor.cancel().await;
     retention.cancel().await;
+    group_timers.cancel().await;
     if let Some(metrics) = metrics {
         metrics.cancel().await;
     }

@@ -87,6 +87,15 @@ pub struct ServerConfig {
     pub spin_before_park_us: u64,
     /// Run the host checks (memlock, io_uring, O_DIRECT, ...) before starting.
     pub startup_checks: bool,
+    /// Partitions of `__consumer_offsets` (fixed when the topic is first created).
+    pub offsets_topic_num_partitions: i32,
+    /// Offsets of a group that stays empty this long are removed.
+    pub offsets_retention_minutes: i64,
+    /// Session timeouts accepted from consumers.
+    pub group_min_session_timeout_ms: i32,
+    pub group_max_session_timeout_ms: i32,
+    /// How long the first rebalance of an empty group waits for more members.
+    pub group_initial_rebalance_delay_ms: i32,
     /// Tail cache per shard.
     pub cache_bytes_max: usize,
 }
@@ -118,6 +127,11 @@ impl Default for ServerConfig {
             write_bytes_max: engine.write_bytes_max,
             spin_before_park_us: 0,
             startup_checks: true,
+            offsets_topic_num_partitions: 8,
+            offsets_retention_minutes: 7 * 24 * 60,
+            group_min_session_timeout_ms: 6_000,
+            group_max_session_timeout_ms: 1_800_000,
+            group_initial_rebalance_delay_ms: 0,
             cache_bytes_max: engine.cache_bytes_max,
         }
     }
@@ -184,6 +198,21 @@ pub struct ServeArgs {
     /// Executors poll this long before parking, in microseconds [default: 0]
     #[arg(long, value_name = "US")]
     pub spin_before_park_us: Option<u64>,
+    /// Partitions of the __consumer_offsets topic when it is created [default: 8]
+    #[arg(long, value_name = "N")]
+    pub offsets_topic_num_partitions: Option<i32>,
+    /// Remove the offsets of a group empty this long [default: 10080 (7 days)]
+    #[arg(long, value_name = "MINUTES")]
+    pub offsets_retention_minutes: Option<i64>,
+    /// Smallest consumer session timeout accepted [default: 6000]
+    #[arg(long, value_name = "MS")]
+    pub group_min_session_timeout_ms: Option<i32>,
+    /// Largest consumer session timeout accepted [default: 1800000]
+    #[arg(long, value_name = "MS")]
+    pub group_max_session_timeout_ms: Option<i32>,
+    /// Delay of the first rebalance of an empty group [default: 0]
+    #[arg(long, value_name = "MS")]
+    pub group_initial_rebalance_delay_ms: Option<i32>,
     /// Check the host before starting (memlock, io_uring, O_DIRECT...):
     /// true|false [default: true]
     #[arg(long, value_name = "BOOL")]
@@ -207,6 +236,8 @@ impl ServerConfig {
         take!(data_dir, listen, cores, node_id, auto_create_topics, num_partitions, socket_request_max_bytes);
         take!(log_retention_ms, log_retention_bytes, log_segment_bytes, message_max_bytes);
         take!(log_retention_check_interval_ms, flush_linger_us, cache_bytes_max, spin_before_park_us, startup_checks);
+        take!(offsets_topic_num_partitions, offsets_retention_minutes, group_min_session_timeout_ms);
+        take!(group_max_session_timeout_ms, group_initial_rebalance_delay_ms);
         if args.advertised.is_some() {
             config.advertised = args.advertised.clone();
         }
@@ -247,6 +278,12 @@ impl ServerConfig {
         }
         if self.socket_request_max_bytes < 1024 {
             return Err("socket_request_max_bytes must be at least 1024".into());
+        }
+        if self.offsets_topic_num_partitions < 1 {
+            return Err("offsets_topic_num_partitions must be at least 1".into());
+        }
+        if self.group_min_session_timeout_ms > self.group_max_session_timeout_ms {
+            return Err("group_min_session_timeout_ms is above group_max_session_timeout_ms".into());
         }
         if self.connection_in_flight_max == 0 {
             return Err("connection_in_flight_max must be at least 1".into());

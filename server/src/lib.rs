@@ -12,6 +12,7 @@ pub mod broker;
 pub mod config;
 pub mod errors;
 pub mod group;
+pub mod groups;
 pub mod http;
 pub mod mesh;
 pub mod metrics;

@@ -36,6 +36,8 @@ pub enum CoreRequest {
     ApplyTopicTable { table: TopicTable },
     /// Counters and gauges of this shard, as Prometheus text lines.
     Metrics,
+    /// A consumer group call, to the shard that coordinates the group.
+    Group(crate::groups::GroupCall),
 }
 
 /// Topic table changes, executed by the controller shard only.
@@ -75,6 +77,7 @@ pub enum CoreResponse<C> {
     Controller(Vec<TopicOutcome>),
     Applied,
     Metrics(String),
+    Group(crate::groups::GroupAnswer),
     /// The owning shard is gone (the broker is shutting down).
     Unavailable,
 }
@@ -111,6 +114,7 @@ impl<C> CoreResponse<C> {
             Self::Controller(r) => CoreResponse::Controller(r),
             Self::Applied => CoreResponse::Applied,
             Self::Metrics(text) => CoreResponse::Metrics(text),
+            Self::Group(answer) => CoreResponse::Group(answer),
             Self::Unavailable => CoreResponse::Unavailable,
         }
     }

@@ -37,6 +37,8 @@ pub struct ShardContext {
     pub topics_version: Cell<u64>,
     pub partitions: RefCell<HashMap<(String, i32), Log<DmaStorage>>>,
     pub metrics: ShardMetrics,
+    /// Consumer groups coordinated on this shard.
+    pub groups: crate::groups::GroupService,
     /// Serializes controller changes on the controller shard.
     controller_busy: Cell<bool>,
 }
@@ -57,7 +59,6 @@ impl ShardContext {
     ) -> Self {
         let shard_id = mesh.shard_id;
         Self {
-            config,
             cluster_id,
             engine,
             mesh,
@@ -65,7 +66,17 @@ impl ShardContext {
             topics_version: Cell::new(0),
             partitions: RefCell::new(HashMap::new()),
             metrics: ShardMetrics::new(shard_id),
+            groups: crate::groups::GroupService::new(
+                crate::group::GroupConfig {
+                    group_min_session_timeout_ms: config.group_min_session_timeout_ms,
+                    group_max_session_timeout_ms: config.group_max_session_timeout_ms,
+                    group_initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms,
+                    ..crate::group::GroupConfig::default()
+                },
+                crate::groups::now_ms() as u64 ^ ((shard_id as u64) << 48),
+            ),
             controller_busy: Cell::new(false),
+            config,
         }
     }
 
@@ -121,6 +132,7 @@ impl ShardContext {
                 CoreResponse::Applied
             }
             CoreRequest::Metrics => CoreResponse::Metrics(self.metrics_text()),
+            CoreRequest::Group(call) => CoreResponse::Group(crate::groups::execute(self, call).await),
         }
     }
 
@@ -243,6 +255,7 @@ impl ShardContext {
             "applied topic table"
         );
         *self.topics.borrow_mut() = table;
+        crate::groups::load_new_partitions(self).await;
     }
 
     /// Executes a topic-table change on the controller shard: validates,

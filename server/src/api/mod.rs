@@ -14,6 +14,7 @@ pub mod create_topics;
 pub mod delete_topics;
 pub mod describe_cluster;
 pub mod fetch;
+pub mod groups;
 pub mod list_offsets;
 pub mod metadata;
 pub mod produce;
@@ -51,6 +52,17 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::DescribeCluster, 0, 1),
+    (ApiKey::FindCoordinator, 0, 4),
+    (ApiKey::JoinGroup, 0, 9),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 5),
+    (ApiKey::OffsetCommit, 2, 8),
+    (ApiKey::OffsetFetch, 1, 8),
+    (ApiKey::ListGroups, 0, 4),
+    (ApiKey::DescribeGroups, 0, 5),
+    (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::OffsetDelete, 0, 0),
 ];
 
 pub fn supported_versions(key: ApiKey) -> Option<(i16, i16)> {
@@ -70,6 +82,17 @@ pub fn api_name(key: ApiKey) -> &'static str {
         ApiKey::CreatePartitions => "CreatePartitions",
         ApiKey::IncrementalAlterConfigs => "IncrementalAlterConfigs",
         ApiKey::DescribeCluster => "DescribeCluster",
+        ApiKey::FindCoordinator => "FindCoordinator",
+        ApiKey::JoinGroup => "JoinGroup",
+        ApiKey::SyncGroup => "SyncGroup",
+        ApiKey::Heartbeat => "Heartbeat",
+        ApiKey::LeaveGroup => "LeaveGroup",
+        ApiKey::OffsetCommit => "OffsetCommit",
+        ApiKey::OffsetFetch => "OffsetFetch",
+        ApiKey::ListGroups => "ListGroups",
+        ApiKey::DescribeGroups => "DescribeGroups",
+        ApiKey::DeleteGroups => "DeleteGroups",
+        ApiKey::OffsetDelete => "OffsetDelete",
         _ => "Other",
     }
 }
@@ -99,6 +122,17 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: Request) -> Outcome {
         ApiKey::DescribeConfigs => configs::describe(ctx, &request),
         ApiKey::IncrementalAlterConfigs => configs::incremental_alter(ctx, &request).await,
         ApiKey::DescribeCluster => describe_cluster::handle(ctx, &request),
+        ApiKey::FindCoordinator => groups::find_coordinator(ctx, &request),
+        ApiKey::JoinGroup => groups::join_group(ctx, &request).await,
+        ApiKey::SyncGroup => groups::sync_group(ctx, &request).await,
+        ApiKey::Heartbeat => groups::heartbeat(ctx, &request).await,
+        ApiKey::LeaveGroup => groups::leave_group(ctx, &request).await,
+        ApiKey::OffsetCommit => groups::offset_commit(ctx, &request).await,
+        ApiKey::OffsetFetch => groups::offset_fetch(ctx, &request).await,
+        ApiKey::ListGroups => groups::list_groups(ctx, &request).await,
+        ApiKey::DescribeGroups => groups::describe_groups(ctx, &request).await,
+        ApiKey::DeleteGroups => groups::delete_groups(ctx, &request).await,
+        ApiKey::OffsetDelete => groups::offset_delete(ctx, &request).await,
         other => Outcome::Disconnect(format!("no handler for {other:?}")),
     }
 }
@@ -128,6 +162,17 @@ pub fn decode_body(request: &Request) -> Result<(), String> {
         ApiKey::CreatePartitions => check::<CreatePartitionsRequest>(request),
         ApiKey::IncrementalAlterConfigs => check::<IncrementalAlterConfigsRequest>(request),
         ApiKey::DescribeCluster => check::<DescribeClusterRequest>(request),
+        ApiKey::FindCoordinator => check::<FindCoordinatorRequest>(request),
+        ApiKey::JoinGroup => check::<JoinGroupRequest>(request),
+        ApiKey::SyncGroup => check::<SyncGroupRequest>(request),
+        ApiKey::Heartbeat => check::<HeartbeatRequest>(request),
+        ApiKey::LeaveGroup => check::<LeaveGroupRequest>(request),
+        ApiKey::OffsetCommit => check::<OffsetCommitRequest>(request),
+        ApiKey::OffsetFetch => check::<OffsetFetchRequest>(request),
+        ApiKey::ListGroups => check::<ListGroupsRequest>(request),
+        ApiKey::DescribeGroups => check::<DescribeGroupsRequest>(request),
+        ApiKey::DeleteGroups => check::<DeleteGroupsRequest>(request),
+        ApiKey::OffsetDelete => check::<OffsetDeleteRequest>(request),
         other => Err(format!("no decoder for {other:?}")),
     }
 }
@@ -192,6 +237,17 @@ mod tests {
                     ApiKey::CreatePartitions => encoded::<CreatePartitionsRequest>(key, version),
                     ApiKey::IncrementalAlterConfigs => encoded::<IncrementalAlterConfigsRequest>(key, version),
                     ApiKey::DescribeCluster => encoded::<DescribeClusterRequest>(key, version),
+                    ApiKey::FindCoordinator => encoded::<FindCoordinatorRequest>(key, version),
+                    ApiKey::JoinGroup => encoded::<JoinGroupRequest>(key, version),
+                    ApiKey::SyncGroup => encoded::<SyncGroupRequest>(key, version),
+                    ApiKey::Heartbeat => encoded::<HeartbeatRequest>(key, version),
+                    ApiKey::LeaveGroup => encoded::<LeaveGroupRequest>(key, version),
+                    ApiKey::OffsetCommit => encoded::<OffsetCommitRequest>(key, version),
+                    ApiKey::OffsetFetch => encoded::<OffsetFetchRequest>(key, version),
+                    ApiKey::ListGroups => encoded::<ListGroupsRequest>(key, version),
+                    ApiKey::DescribeGroups => encoded::<DescribeGroupsRequest>(key, version),
+                    ApiKey::DeleteGroups => encoded::<DeleteGroupsRequest>(key, version),
+                    ApiKey::OffsetDelete => encoded::<OffsetDeleteRequest>(key, version),
                     other => panic!("advertised {other:?} without a test encoder"),
                 };
                 decode_body(&request).unwrap_or_else(|e| panic!("{key:?} v{version}: {e}"));
