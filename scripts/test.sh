@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of pinion, from a fresh machine: formatting, lints, unit,
 # scenario, crash and property tests of every crate. Installs what the tests
-# need first (nothing beyond the Rust toolchain yet; the real-client tests
-# that arrive with the broker install their pip and apt packages here).
+# need first: kcat (apt) and a Python venv with the real Kafka clients (pip),
+# for the black-box tests of `pinion serve` in tests/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
@@ -22,3 +22,39 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "tests (cargo test --workspace)"
 cargo test --workspace --all-targets
 cargo test --workspace --doc
+
+step "black-box tests with real Kafka clients (pytest tests/)"
+# Runs a command as root: directly when we are root, else through sudo.
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then
+    "$@"
+  elif command -v sudo >/dev/null 2>&1; then
+    sudo "$@"
+  else
+    echo "scripts/test.sh: need root (or sudo) for: $*" >&2
+    return 1
+  fi
+}
+apt_updated=false
+apt_install() {
+  if [ "$apt_updated" = false ]; then
+    as_root apt-get update
+    apt_updated=true
+  fi
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@"
+}
+if ! command -v kcat >/dev/null 2>&1; then
+  apt_install kcat
+fi
+if [ ! -x .venv/bin/python ]; then
+  # Debian's python3 needs python3-venv for ensurepip.
+  if ! python3 -m venv .venv; then
+    rm -rf .venv
+    apt_install python3-venv
+    python3 -m venv .venv
+  fi
+fi
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+cargo build -p pinion-server
+export PINION_BIN="${PINION_BIN:-${CARGO_TARGET_DIR:-target}/debug/pinion}"
+.venv/bin/python -m pytest -q tests/

@@ -58,6 +58,9 @@ pub struct BatchSpec {
     pub payload: Payload,
     pub zstd_level: i32,
     pub seed: u64,
+    /// Create time stamped on every record (Unix ms): the time the batches
+    /// are built, so time-based retention treats them as fresh.
+    pub base_timestamp: i64,
 }
 
 /// One ready-to-send batch.
@@ -152,7 +155,7 @@ pub fn build_batches(spec: &BatchSpec, total_records_bytes: usize) -> std::io::R
         Compression::None => spec.batch_bytes - HEADER_BYTES,
         Compression::Lz4 | Compression::Zstd => spec.batch_bytes,
     };
-    let base_timestamp = 1_700_000_000_000i64;
+    let base_timestamp = spec.base_timestamp;
     let mut rng = SplitMix64::new(spec.seed);
     let mut value = Vec::with_capacity(spec.message_bytes);
     let mut encoded = Vec::with_capacity(spec.message_bytes + 32);
@@ -201,7 +204,15 @@ mod tests {
     use pinion_engine::batch::{validate, Compression as Codec};
 
     fn spec(compression: Compression, payload: Payload) -> BatchSpec {
-        BatchSpec { message_bytes: 100, batch_bytes: 64 << 10, compression, payload, zstd_level: 3, seed: 7 }
+        BatchSpec {
+            message_bytes: 100,
+            batch_bytes: 64 << 10,
+            compression,
+            payload,
+            zstd_level: 3,
+            seed: 7,
+            base_timestamp: 1_700_000_000_000,
+        }
     }
 
     #[test]

@@ -220,6 +220,18 @@ pub fn compute_crc(batch: &[u8]) -> u32 {
 /// for uncompressed batches, that the records frame as `records_count`
 /// records. Compressed record data is opaque and never inflated here.
 pub fn validate(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
+    check(bytes, true)
+}
+
+/// Checks a batch read back from a segment (recovery's scan). Like
+/// [`validate`], except that the records may be fewer than the offsets the
+/// batch spans, `0 <= records_count <= last_offset_delta + 1`: compaction
+/// drops records from a batch but keeps its offsets (see [`crate::compaction`]).
+pub fn validate_stored(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
+    check(bytes, false)
+}
+
+fn check(bytes: &[u8], as_produced: bool) -> Result<BatchHeader, BatchError> {
     let header = BatchHeader::parse(bytes)?;
     if (header.batch_length as i64) < (HEADER_BYTES - LOG_OVERHEAD_BYTES) as i64 {
         return Err(BatchError::Length { batch_length: header.batch_length });
@@ -234,10 +246,12 @@ pub fn validate(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
     if computed != header.crc {
         return Err(BatchError::Crc { stored: header.crc, computed });
     }
-    if header.records_count <= 0
-        || header.last_offset_delta < 0
-        || i64::from(header.records_count) != i64::from(header.last_offset_delta) + 1
-    {
+    let count_ok = if as_produced {
+        header.records_count > 0 && i64::from(header.records_count) == i64::from(header.last_offset_delta) + 1
+    } else {
+        header.records_count >= 0 && i64::from(header.records_count) <= i64::from(header.last_offset_delta) + 1
+    };
+    if header.last_offset_delta < 0 || !count_ok {
         return Err(BatchError::RecordCount {
             records_count: header.records_count,
             last_offset_delta: header.last_offset_delta,
@@ -342,6 +356,36 @@ pub fn uncompressed_record_deltas(batch: &[u8]) -> Option<Vec<(i64, i64)>> {
     Some(out)
 }
 
+/// A copy of the stored batch `original` that holds only `records`: the
+/// records section of `records_count` whole records (each encoded as in the
+/// original, so their offset and timestamp deltas still hold), compressed
+/// with `compression`. Every header field is kept (base offset,
+/// `last_offset_delta`, timestamps, producer id, epoch, base sequence,
+/// leader epoch) but the length, the compression bits, the count and the
+/// CRC. Compaction's rewrite of a batch that lost records; `records_count`
+/// may be 0 (an empty batch, as Kafka keeps).
+pub fn with_records(original: &[u8], records: &[u8], records_count: i32, compression: Compression) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER_BYTES + records.len());
+    out.extend_from_slice(&original[..HEADER_BYTES]);
+    out.extend_from_slice(records);
+    let batch_length = (out.len() - LOG_OVERHEAD_BYTES) as i32;
+    out[BATCH_LENGTH_AT..BATCH_LENGTH_AT + 4].copy_from_slice(&batch_length.to_be_bytes());
+    let codec = match compression {
+        Compression::None => 0,
+        Compression::Gzip => 1,
+        Compression::Snappy => 2,
+        Compression::Lz4 => 3,
+        Compression::Zstd => 4,
+        Compression::Unknown(other) => i16::from(other) & COMPRESSION_MASK,
+    };
+    let attributes = (be_i16(&out, ATTRIBUTES_AT) & !COMPRESSION_MASK) | codec;
+    out[ATTRIBUTES_AT..ATTRIBUTES_AT + 2].copy_from_slice(&attributes.to_be_bytes());
+    out[RECORDS_COUNT_AT..RECORDS_COUNT_AT + 4].copy_from_slice(&records_count.to_be_bytes());
+    let crc = compute_crc(&out);
+    out[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+    out
+}
+
 /// Writes the log-assigned `base_offset`. Outside the CRC.
 pub fn set_base_offset(batch: &mut [u8], base_offset: i64) {
     batch[BASE_OFFSET_AT..BASE_OFFSET_AT + 8].copy_from_slice(&base_offset.to_be_bytes());
@@ -410,6 +454,24 @@ pub mod build {
         let count = values.len() as i32;
         let max_timestamp = base_timestamp + i64::from(count.max(1) - 1);
         from_records(&records, count, 0, base_timestamp, max_timestamp)
+    }
+
+    /// Like [`batch`], from an idempotent producer: `producer_id`,
+    /// `producer_epoch` and `base_sequence` set (inside the CRC).
+    pub fn idempotent_batch(
+        values: &[&[u8]],
+        base_timestamp: i64,
+        producer_id: i64,
+        producer_epoch: i16,
+        base_sequence: i32,
+    ) -> Vec<u8> {
+        let mut out = batch(values, base_timestamp);
+        out[PRODUCER_ID_AT..PRODUCER_ID_AT + 8].copy_from_slice(&producer_id.to_be_bytes());
+        out[PRODUCER_EPOCH_AT..PRODUCER_EPOCH_AT + 2].copy_from_slice(&producer_epoch.to_be_bytes());
+        out[BASE_SEQUENCE_AT..BASE_SEQUENCE_AT + 4].copy_from_slice(&base_sequence.to_be_bytes());
+        let crc = compute_crc(&out);
+        out[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+        out
     }
 
     /// Wraps already-encoded (possibly compressed) record bytes in a header

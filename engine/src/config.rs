@@ -10,8 +10,61 @@ pub enum TimestampType {
     LogAppendTime,
 }
 
-/// Per-log settings (Kafka topic configs).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What happens to old data (`cleanup.policy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CleanupPolicy {
+    /// Whole segments are deleted by `retention_ms` and `retention_bytes` (`delete`).
+    #[default]
+    Delete,
+    /// The last value per key is kept by [`crate::Log::compact`]; nothing
+    /// is deleted by age or size (`compact`).
+    Compact,
+    /// Both (`compact,delete`).
+    CompactDelete,
+}
+
+impl CleanupPolicy {
+    /// Whether retention by time and size applies.
+    pub fn deletes(self) -> bool {
+        matches!(self, Self::Delete | Self::CompactDelete)
+    }
+
+    /// Whether the log is compacted.
+    pub fn compacts(self) -> bool {
+        matches!(self, Self::Compact | Self::CompactDelete)
+    }
+
+    /// Parses Kafka's `cleanup.policy`: `delete`, `compact`, or both
+    /// comma-separated in either order.
+    pub fn from_kafka(value: &str) -> Option<Self> {
+        let (mut delete, mut compact) = (false, false);
+        for part in value.split(',') {
+            match part.trim() {
+                "delete" => delete = true,
+                "compact" => compact = true,
+                _ => return None,
+            }
+        }
+        match (delete, compact) {
+            (true, false) => Some(Self::Delete),
+            (false, true) => Some(Self::Compact),
+            (true, true) => Some(Self::CompactDelete),
+            (false, false) => None,
+        }
+    }
+
+    /// The value Kafka shows for this policy.
+    pub fn as_kafka(self) -> &'static str {
+        match self {
+            Self::Delete => "delete",
+            Self::Compact => "compact",
+            Self::CompactDelete => "compact,delete",
+        }
+    }
+}
+
+/// Per-log settings (Kafka topic configs). Not `Eq`: it holds a ratio.
+#[derive(Debug, Clone, PartialEq)]
 pub struct LogConfig {
     /// Roll to a new segment when the active one would pass this size (`segment.bytes`).
     pub segment_bytes: u64,
@@ -28,6 +81,16 @@ pub struct LogConfig {
     pub message_timestamp_type: TimestampType,
     /// Reserve `segment_bytes` of blocks when a segment is created.
     pub preallocate: bool,
+    /// Delete by retention, compact, or both (`cleanup.policy`).
+    pub cleanup_policy: CleanupPolicy,
+    /// Compact once the bytes not yet compacted are at least this share of
+    /// the compactable bytes (`min.cleanable.dirty.ratio`).
+    pub min_cleanable_dirty_ratio: f64,
+    /// How long a tombstone (a record with a null value) stays after
+    /// compaction first saw it, so consumers can see the delete (`delete.retention.ms`).
+    pub delete_retention_ms: i64,
+    /// Segments holding records younger than this are not compacted yet (`min.compaction.lag.ms`).
+    pub min_compaction_lag_ms: i64,
 }
 
 impl Default for LogConfig {
@@ -41,6 +104,10 @@ impl Default for LogConfig {
             max_message_bytes: 1_048_588,
             message_timestamp_type: TimestampType::CreateTime,
             preallocate: true,
+            cleanup_policy: CleanupPolicy::Delete,
+            min_cleanable_dirty_ratio: 0.5,
+            delete_retention_ms: 24 * 3600 * 1000,
+            min_compaction_lag_ms: 0,
         }
     }
 }

@@ -8,12 +8,16 @@ use std::path::PathBuf;
 use std::rc::Rc;
 
 use crate::batch::BatchError;
+use crate::producer_state::ProducerError;
 
 /// Why an append was refused.
 #[derive(Debug, Clone)]
 pub enum AppendError {
     /// The batch failed validation; nothing was stored.
     Batch(BatchError),
+    /// An idempotent producer's batch broke its epoch or sequence; nothing
+    /// was stored.
+    Producer(ProducerError),
     /// A write or fdatasync failed earlier; the log refuses writes. The
     /// reason names the failed operation and its OS error.
     Poisoned(Rc<str>),
@@ -28,6 +32,7 @@ impl fmt::Display for AppendError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Batch(e) => write!(f, "{e}"),
+            Self::Producer(e) => write!(f, "{e}"),
             Self::Poisoned(reason) => write!(f, "log refuses writes after a failed write: {reason}"),
             Self::Closed => write!(f, "log is closed"),
             Self::Io(e) => write!(f, "append failed: {e}"),
@@ -39,6 +44,7 @@ impl std::error::Error for AppendError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Self::Batch(e) => Some(e),
+            Self::Producer(e) => Some(e),
             Self::Io(e) => Some(e.as_ref()),
             _ => None,
         }
@@ -48,6 +54,12 @@ impl std::error::Error for AppendError {
 impl From<BatchError> for AppendError {
     fn from(e: BatchError) -> Self {
         Self::Batch(e)
+    }
+}
+
+impl From<ProducerError> for AppendError {
+    fn from(e: ProducerError) -> Self {
+        Self::Producer(e)
     }
 }
 

@@ -97,7 +97,9 @@ impl OffsetIndex {
                 if offset <= o || position <= p {
                     return Err(IndexDamaged("entries do not increase"));
                 }
-            } else if position != 0 || offset != 0 {
+            } else if position != 0 {
+                // Its offset may be past the base: compaction can drop a
+                // segment's first batches.
                 return Err(IndexDamaged("first entry is not the first batch"));
             }
             index.entries.push((offset, position));

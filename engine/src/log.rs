@@ -59,6 +59,10 @@ pub struct AppendInfo {
     pub log_append_time_ms: i64,
     pub log_start_offset: i64,
     pub bytes: usize,
+    /// Every batch was an idempotent producer's retry of batches already in
+    /// the log: nothing was stored (`bytes` is 0) and the offsets are those
+    /// of the original append.
+    pub duplicate: bool,
 }
 
 /// A slice of stored bytes holding one or more whole batches.
@@ -133,6 +137,13 @@ pub(crate) struct LogState<S: Storage> {
     pub closed: bool,
     /// Queued in the shard's dirty list.
     pub dirty: bool,
+    /// Append turns (see `AppendTurn`): tickets handed out, the one whose
+    /// turn it is, and tickets of appends dropped before their turn.
+    pub append_tickets_issued: u64,
+    pub append_ticket_serving: u64,
+    pub append_tickets_abandoned: std::collections::BTreeSet<u64>,
+    /// Idempotent producers' epochs and last sequences.
+    pub producers: crate::producer_state::ProducerState,
 }
 
 impl<S: Storage> std::fmt::Debug for LogState<S> {
@@ -185,6 +196,8 @@ pub(crate) struct LogInner<S: Storage> {
     pub shard: Rc<Shard<S>>,
     pub state: RefCell<LogState<S>>,
     wakers: RefCell<Vec<Waker>>,
+    /// Held by compaction, retention and truncation, which replace or delete sealed segments.
+    pub(crate) segments_lock: crate::compaction::SegmentsLock,
 }
 
 impl<S: Storage> std::fmt::Debug for LogInner<S> {
@@ -211,7 +224,7 @@ impl<S: Storage> std::fmt::Debug for Log<S> {
 }
 
 /// Resolves the first time it is polled after a wake-up of the log.
-struct Changed<'a, S: Storage> {
+pub(crate) struct Changed<'a, S: Storage> {
     log: &'a LogInner<S>,
     registered: bool,
 }
@@ -230,10 +243,11 @@ impl<S: Storage> Future for Changed<'_, S> {
 
 impl<S: Storage> LogInner<S> {
     pub(crate) fn new(dir: PathBuf, shard: Rc<Shard<S>>, state: LogState<S>) -> Self {
-        Self { dir, shard, state: RefCell::new(state), wakers: RefCell::new(Vec::new()) }
+        let segments_lock = crate::compaction::SegmentsLock::default();
+        Self { dir, shard, state: RefCell::new(state), wakers: RefCell::new(Vec::new()), segments_lock }
     }
 
-    fn changed(&self) -> Changed<'_, S> {
+    pub(crate) fn changed(&self) -> Changed<'_, S> {
         Changed { log: self, registered: false }
     }
 
@@ -260,6 +274,7 @@ impl<S: Storage> LogInner<S> {
         let mut pieces: Vec<Piece<S::File>> = Vec::new();
         let mut updates: Vec<(i64, u64, Vec<u8>)> = Vec::new();
         let mut sync_files: Vec<Rc<S::File>> = Vec::new();
+        let mut extensions: Vec<(Rc<S::File>, u64)> = Vec::new();
         let (target, want_sync, handed_bytes) = {
             let mut st = self.state.borrow_mut();
             st.dirty = false;
@@ -277,6 +292,15 @@ impl<S: Storage> LogInner<S> {
                     j += 1;
                 }
                 let seg_index = st.segment_index(segment_base).expect("cached batch of a live segment");
+                let needed_end = {
+                    let last = &st.cache[j - 1];
+                    align_up(last.position + last.bytes.len() as u64, st.segments[seg_index].file.alignment())
+                };
+                if st.config.preallocate && needed_end > st.segments[seg_index].preallocated {
+                    let reserve = crate::segment::preallocation_target(needed_end, st.config.segment_bytes);
+                    st.segments[seg_index].preallocated = reserve;
+                    extensions.push((st.segments[seg_index].file.clone(), reserve));
+                }
                 let segment = &st.segments[seg_index];
                 let alignment = segment.file.alignment();
                 let region_start = align_down(segment.flushed, alignment);
@@ -349,6 +373,13 @@ impl<S: Storage> LogInner<S> {
         self.shard.note_handed_to_write(handed_bytes);
 
         let started = std::time::Instant::now();
+        for (file, reserve) in extensions {
+            if let Err(e) = file.preallocate(reserve).await {
+                self.state.borrow_mut().flushing = false;
+                self.poison(format!("preallocating {reserve} bytes in {} failed: {e}", self.dir.display()));
+                return;
+            }
+        }
         let piece_count = pieces.len();
         let writes = pieces.into_iter().map(|(file, buf, pos)| async move { file.write_at(buf, pos).await });
         let results = join_all(writes.collect()).await;
@@ -470,6 +501,44 @@ pub(crate) fn parse_recovery_point(bytes: &[u8]) -> Option<i64> {
     lines.next()?.trim().parse().ok()
 }
 
+/// One append's place in its log's queue: taken when `append` is called,
+/// released when it returns (or is dropped), so appends assign offsets in
+/// call order. A dropped append that never got its turn is skipped.
+struct AppendTurn<'a, S: Storage> {
+    log: &'a LogInner<S>,
+    ticket: u64,
+}
+
+impl<'a, S: Storage> AppendTurn<'a, S> {
+    fn take(log: &'a LogInner<S>) -> Self {
+        let mut st = log.state.borrow_mut();
+        let ticket = st.append_tickets_issued;
+        st.append_tickets_issued += 1;
+        Self { log, ticket }
+    }
+
+    fn is_current(&self) -> bool {
+        self.log.state.borrow().append_ticket_serving == self.ticket
+    }
+}
+
+impl<S: Storage> Drop for AppendTurn<'_, S> {
+    fn drop(&mut self) {
+        let mut st = self.log.state.borrow_mut();
+        if st.append_ticket_serving == self.ticket {
+            let mut next = self.ticket + 1;
+            while st.append_tickets_abandoned.remove(&next) {
+                next += 1;
+            }
+            st.append_ticket_serving = next;
+        } else {
+            st.append_tickets_abandoned.insert(self.ticket);
+        }
+        drop(st);
+        self.log.wake_all();
+    }
+}
+
 impl<S: Storage> Log<S> {
     pub fn dir(&self) -> &Path {
         &self.inner.dir
@@ -509,6 +578,40 @@ impl<S: Storage> Log<S> {
         self.inner.state.borrow_mut().config = config;
     }
 
+    /// The largest timestamp in the log and the offset of the batch that
+    /// carries it (Kafka's ListOffsets MAX_TIMESTAMP, -3), or `None` for an
+    /// empty log. Offsets are batch base offsets; see
+    /// [`Log::offset_of_max_timestamp`] for the record.
+    pub fn max_timestamp(&self) -> Option<(i64, i64)> {
+        let st = self.inner.state.borrow();
+        st.segments
+            .iter()
+            .filter(|s| s.meta.max_timestamp >= 0 && s.meta.size > 0)
+            .max_by_key(|s| s.meta.max_timestamp)
+            .map(|s| (s.base_offset() + i64::from(s.meta.max_timestamp_offset), s.meta.max_timestamp))
+    }
+
+    /// The offset of the record with the largest timestamp (the last record
+    /// of its batch when the batch is compressed), and that timestamp.
+    pub async fn offset_of_max_timestamp(&self) -> Result<Option<(i64, i64)>, ReadError> {
+        let Some((batch_offset, timestamp)) = self.max_timestamp() else { return Ok(None) };
+        let read = self.read(batch_offset, 1, i64::MAX).await?;
+        let Some(chunk) = read.chunks.first() else { return Ok(Some((batch_offset, timestamp))) };
+        let Ok(header) = BatchHeader::parse(chunk) else { return Ok(Some((batch_offset, timestamp))) };
+        let bytes = &chunk[..header.size().min(chunk.len())];
+        if header.is_log_append_time() || header.compression() != Compression::None {
+            return Ok(Some((header.last_offset(), header.max_timestamp)));
+        }
+        let records = batch::uncompressed_record_deltas(bytes).unwrap_or_default();
+        let best = records.iter().max_by_key(|&&(offset_delta, timestamp_delta)| (timestamp_delta, -offset_delta));
+        Ok(Some(match best {
+            Some(&(offset_delta, timestamp_delta)) => {
+                (header.base_offset + offset_delta, header.base_timestamp + timestamp_delta)
+            }
+            None => (header.last_offset(), header.max_timestamp),
+        }))
+    }
+
     pub fn segment_count(&self) -> usize {
         self.inner.state.borrow().segments.len()
     }
@@ -527,6 +630,8 @@ impl<S: Storage> Log<S> {
     /// produce request) after checking each; all or nothing. Assigns offsets
     /// and stamps `leader_epoch`. Returns once the batches are in the log
     /// (readable); [`Log::wait`] tells when they are written or durable.
+    /// Batches of idempotent producers follow [`crate::producer_state`]: a
+    /// retry is answered with its original offsets and stored once.
     pub async fn append(&self, mut records: BytesMut, leader_epoch: i32) -> Result<AppendInfo, AppendError> {
         let batches = batch::split_batches(&records)?;
         let max_message_bytes = self.inner.state.borrow().config.max_message_bytes;
@@ -537,6 +642,13 @@ impl<S: Storage> Log<S> {
         }
         let total_bytes = records.len();
         let record_count: i64 = batches.iter().map(|(_, h)| i64::from(h.last_offset_delta) + 1).sum();
+        // Appends take their turn in the order they were called, so a
+        // client's pipelined requests are stored in request order even when
+        // one of them waits (a roll, backpressure).
+        let turn = AppendTurn::take(&self.inner);
+        while !turn.is_current() {
+            self.inner.changed().await;
+        }
         self.inner.shard.wait_for_write_capacity().await;
         loop {
             enum Next {
@@ -547,6 +659,10 @@ impl<S: Storage> Log<S> {
             let next = {
                 let mut st = self.inner.state.borrow_mut();
                 st.check_writable()?;
+                // Checked and recorded with no await in between (`append_now`).
+                if let Some(duplicate) = st.producers.check(&batches)? {
+                    return Ok(duplicate.append_info(&st.config, st.log_start_offset));
+                }
                 if st.rolling {
                     Next::Wait
                 } else {
@@ -604,6 +720,7 @@ impl<S: Storage> Log<S> {
             let position = active.meta.size;
             active.meta.note_batch(&header, position, index_interval_bytes);
             let segment_base = active.base_offset();
+            st.producers.note_batch(&header);
             st.cache.push_back(CachedBatch {
                 base_offset: next_offset,
                 last_offset: header.last_offset(),
@@ -629,11 +746,13 @@ impl<S: Storage> Log<S> {
             log_append_time_ms: if log_append_time { now_ms } else { -1 },
             log_start_offset,
             bytes: total,
+            duplicate: false,
         }
     }
 
     /// Seals the active segment and starts a new one at `base_offset`.
     async fn roll(&self, base_offset: i64) -> Result<(), AppendError> {
+        crate::producer_state::take_snapshot(&self.inner, base_offset).await;
         let path = self.inner.dir.join(segment_file_name(base_offset, "log"));
         let (preallocate, segment_bytes) = {
             let st = self.inner.state.borrow();
@@ -641,15 +760,18 @@ impl<S: Storage> Log<S> {
         };
         let storage = &self.inner.shard.storage;
         let file = storage.open(&path, OpenMode::CreateNew).await.map_err(|e| AppendError::Io(Rc::new(e)))?;
+        let first_step = crate::segment::preallocation_target(0, segment_bytes);
         if preallocate {
-            file.preallocate(segment_bytes).await.map_err(|e| AppendError::Io(Rc::new(e)))?;
+            file.preallocate(first_step).await.map_err(|e| AppendError::Io(Rc::new(e)))?;
         }
         let now_ms = self.inner.shard.clock.now_ms();
         let mut st = self.inner.state.borrow_mut();
         let active = st.segments.back_mut().expect("active segment");
         active.sealed = true;
         active.meta.finish_time_index();
-        st.segments.push_back(Segment::new(SegmentMeta::new(base_offset), file, path, now_ms));
+        let mut segment = Segment::new(SegmentMeta::new(base_offset), file, path, now_ms);
+        segment.preallocated = if preallocate { first_step } else { 0 };
+        st.segments.push_back(segment);
         drop(st);
         tracing::debug!(log = %self.inner.dir.display(), base_offset, "rolled to a new segment");
         self.inner.shard.mark_dirty(&self.inner);
@@ -778,10 +900,9 @@ impl<S: Storage> Log<S> {
     }
 
     /// The earliest offset whose timestamp is at or after `timestamp`, with
-    /// that timestamp (ListOffsets by time). Exact for uncompressed and
-    /// LogAppendTime batches; for a compressed CreateTime batch the answer
-    /// is the batch's base offset and max timestamp, since the engine never
-    /// inflates batches.
+    /// that timestamp (ListOffsets by time). Exact: a compressed batch is
+    /// inflated on this path (the only read path that ever does); in a
+    /// LogAppendTime batch every record has the batch's timestamp.
     pub async fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(i64, i64)>, ReadError> {
         let start = {
             let st = self.inner.state.borrow();
@@ -806,11 +927,21 @@ impl<S: Storage> Log<S> {
                     if header.max_timestamp < timestamp || header.last_offset() < offset {
                         continue;
                     }
-                    if header.is_log_append_time() || header.compression() != Compression::None {
+                    if header.is_log_append_time() {
                         return Ok(Some((header.base_offset.max(offset), header.max_timestamp)));
                     }
-                    for (offset_delta, timestamp_delta) in batch::uncompressed_record_deltas(bytes).unwrap_or_default()
-                    {
+                    // A compressed batch is inflated here, on this rare path
+                    // only, to find the exact record (as Kafka does).
+                    let deltas = if header.compression() == Compression::None {
+                        batch::uncompressed_record_deltas(bytes)
+                    } else {
+                        crate::compaction::records_of(bytes, &header)
+                            .and_then(|records| record_deltas(&records, header.records_count))
+                    };
+                    let Some(deltas) = deltas else {
+                        return Ok(Some((header.base_offset.max(offset), header.max_timestamp)));
+                    };
+                    for (offset_delta, timestamp_delta) in deltas {
                         let record_timestamp = header.base_timestamp + timestamp_delta;
                         let record_offset = header.base_offset + offset_delta;
                         if record_timestamp >= timestamp && record_offset >= offset {
@@ -857,8 +988,13 @@ impl<S: Storage> Log<S> {
     /// Deletes whole segments past `retention_ms` (by their newest
     /// timestamp) or while the log is larger than `retention_bytes`, oldest
     /// first, and moves `log_start_offset` to the first segment left. The
-    /// active segment is rolled first when it alone has expired.
+    /// active segment is rolled first when it alone has expired. Does
+    /// nothing unless `cleanup_policy` includes delete.
     pub async fn enforce_retention(&self) -> Result<RetentionOutcome, AppendError> {
+        let _segments = crate::compaction::lock_segments(&self.inner, false).await;
+        if !self.inner.state.borrow().config.cleanup_policy.deletes() {
+            return Ok(RetentionOutcome::default());
+        }
         let now_ms = self.inner.shard.clock.now_ms();
         let expired = |config: &LogConfig, segment: &Segment<S::File>| {
             config.retention_ms >= 0
@@ -940,6 +1076,8 @@ impl<S: Storage> Log<S> {
     /// for a replica that must match its leader. The caller must not append
     /// concurrently. Returns the new log end offset.
     pub async fn truncate_to(&self, offset: i64) -> Result<i64, AppendError> {
+        // Stops a compaction in progress rather than waiting for it.
+        let _segments = crate::compaction::lock_segments(&self.inner, true).await;
         self.flush(Durability::Durable).await?;
         let (keep, doomed_segments) = {
             let mut st = self.inner.state.borrow_mut();
@@ -992,7 +1130,7 @@ impl<S: Storage> Log<S> {
         file.fdatasync().await.map_err(io_err)?;
         let _ = storage.remove_file(&index_path).await;
         let _ = storage.remove_file(&time_index_path).await;
-        let (new_end, preallocate, segment_bytes) = {
+        let (new_end, preallocate, segment_bytes, new_end_size) = {
             let mut st = self.inner.state.borrow_mut();
             let segment_bytes = st.config.segment_bytes;
             let preallocate = st.config.preallocate;
@@ -1014,11 +1152,15 @@ impl<S: Storage> Log<S> {
             st.durable_wanted = st.durable_wanted.min(new_end);
             st.log_start_offset = st.log_start_offset.min(new_end);
             self.inner.shard.note_evicted(evicted);
-            (new_end, preallocate, segment_bytes)
+            (new_end, preallocate, segment_bytes, st.segments[keep].meta.size)
         };
         if preallocate {
-            file.preallocate(segment_bytes).await.map_err(io_err)?;
+            let reserve = crate::segment::preallocation_target(align_up(new_end_size, file.alignment()), segment_bytes);
+            file.preallocate(reserve).await.map_err(io_err)?;
+            let mut st = self.inner.state.borrow_mut();
+            st.segments[keep].preallocated = reserve;
         }
+        crate::producer_state::rebuild(&self.inner, new_end).await.map_err(io_err)?;
         let recovery_point = self.inner.state.borrow().recoverable_offset();
         write_recovery_point(&storage, &self.inner.dir, recovery_point).await.map_err(io_err)?;
         self.inner.wake_all();
@@ -1061,6 +1203,7 @@ impl<S: Storage> Log<S> {
             write_file_atomic(storage, &time_index_path, &time_index).await.map_err(io_err)?;
             let log_end_offset = self.log_end_offset();
             write_recovery_point(storage, &self.inner.dir, log_end_offset).await.map_err(io_err)?;
+            crate::producer_state::take_snapshot(&self.inner, log_end_offset).await;
         }
         for file in segments {
             let _ = file.close().await;
@@ -1081,6 +1224,22 @@ impl<S: Storage> Log<S> {
         let _ = self.close().await;
         self.inner.shard.storage.remove_dir_all(&self.inner.dir).await
     }
+}
+
+/// `(offset_delta, timestamp_delta)` of each record in a records section.
+fn record_deltas(records: &[u8], count: i32) -> Option<Vec<(i64, i64)>> {
+    let mut out = Vec::with_capacity((count.max(0) as usize).min(records.len()));
+    let mut at = 0usize;
+    for _ in 0..count {
+        let (length, used) = batch::read_varint(records.get(at..)?)?;
+        let start = at + used;
+        let record = records.get(start..start + usize::try_from(length).ok()?)?;
+        let (timestamp_delta, t_used) = batch::read_varint(record.get(1..)?)?;
+        let (offset_delta, _) = batch::read_varint(record.get(1 + t_used..)?)?;
+        out.push((offset_delta, timestamp_delta));
+        at = start + length as usize;
+    }
+    Some(out)
 }
 
 /// Reads `len` bytes at any position through aligned reads.

@@ -4,6 +4,10 @@
 //!
 //! Rules, in order:
 //! - Stray `*.tmp` files (an interrupted index or checkpoint write) are removed.
+//! - An interrupted compaction is settled ([`crate::compaction`]): its
+//!   `*.cleaned` files are removed (the old segment is intact), and a
+//!   `<base>.log.swap` (committed) replaces `<base>.log`, whose indexes are
+//!   then rebuilt.
 //! - A segment wholly below the recovery point is trusted: its indexes are
 //!   loaded, or rebuilt by a scan if missing or damaged (and written back,
 //!   as for every sealed segment recovery scans).
@@ -24,6 +28,7 @@ use std::io;
 use std::path::Path;
 use std::rc::Rc;
 
+use crate::compaction;
 use crate::config::LogConfig;
 use crate::index::{OffsetIndex, TimeIndex};
 use crate::io::{align_down, read_file, write_file_atomic, OpenMode, Storage, StorageFile};
@@ -56,10 +61,15 @@ pub(crate) async fn load<S: Storage>(shard: &Rc<Shard<S>>, dir: &Path, config: L
         Err(_) => i64::MIN,
     };
     let mut bases = Vec::new();
+    let mut swaps = Vec::new();
     for path in storage.list_dir(dir).await? {
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        if name.ends_with(".tmp") {
+        if name.ends_with(".tmp") || name.ends_with(compaction::CLEANED_SUFFIX) {
             storage.remove_file(&path).await?;
+            continue;
+        }
+        if name.ends_with(compaction::SWAP_SUFFIX) {
+            swaps.push(path);
             continue;
         }
         if let Some((base, extension)) = parse_segment_file_name(&path) {
@@ -68,7 +78,13 @@ pub(crate) async fn load<S: Storage>(shard: &Rc<Shard<S>>, dir: &Path, config: L
             }
         }
     }
+    for swap in swaps {
+        if let Some(base) = compaction::complete_swap(storage, &swap).await? {
+            bases.push(base);
+        }
+    }
     bases.sort_unstable();
+    bases.dedup();
     let now_ms = shard.clock.now_ms();
     let interval = config.index_interval_bytes;
     let mut segments: VecDeque<Segment<S::File>> = VecDeque::new();
@@ -173,7 +189,9 @@ pub(crate) async fn load<S: Storage>(shard: &Rc<Shard<S>>, dir: &Path, config: L
         changed = true;
     }
     if config.preallocate {
-        active.file.preallocate(config.segment_bytes).await?;
+        let reserve = crate::segment::preallocation_target(active.meta.size, config.segment_bytes);
+        active.file.preallocate(reserve).await?;
+        active.preallocated = reserve;
     }
     let alignment = active.file.alignment();
     let tail_start = align_down(active.meta.size, alignment);
@@ -200,6 +218,7 @@ pub(crate) async fn load<S: Storage>(shard: &Rc<Shard<S>>, dir: &Path, config: L
         let point = if changed { recoverable } else { recovery_point.min(log_end_offset).max(recoverable) };
         write_recovery_point(storage, dir, point).await?;
     }
+    let producers = crate::producer_state::recover(storage, dir, &segments, log_end_offset).await?;
     Ok(LogState {
         config,
         segments,
@@ -216,5 +235,9 @@ pub(crate) async fn load<S: Storage>(shard: &Rc<Shard<S>>, dir: &Path, config: L
         rolling: false,
         closed: false,
         dirty: false,
+        append_tickets_issued: 0,
+        append_ticket_serving: 0,
+        append_tickets_abandoned: Default::default(),
+        producers,
     })
 }

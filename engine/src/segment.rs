@@ -114,12 +114,36 @@ pub struct Segment<F> {
     pub finished: bool,
     /// Contents of the device's last partial block, `[align_down(flushed), flushed)`.
     pub tail_block: Vec<u8>,
+    /// Bytes of the file reserved with fallocate so far (grows in steps).
+    pub preallocated: u64,
+}
+
+/// Preallocation grows in steps of this many bytes, so that a partition
+/// reserves disk as it fills, not a whole `segment_bytes` up front (a topic
+/// of 100 partitions would otherwise reserve 100 GiB at creation).
+pub const PREALLOCATE_STEP_BYTES: u64 = 64 << 20;
+
+/// The reservation to hold `needed_end` bytes: the next whole step past it,
+/// never beyond `segment_bytes` unless the data itself is larger.
+pub fn preallocation_target(needed_end: u64, segment_bytes: u64) -> u64 {
+    let stepped = (needed_end / PREALLOCATE_STEP_BYTES + 1) * PREALLOCATE_STEP_BYTES;
+    stepped.min(segment_bytes.max(needed_end))
 }
 
 impl<F: StorageFile> Segment<F> {
     pub fn new(meta: SegmentMeta, file: Rc<F>, log_path: PathBuf, created_ms: i64) -> Self {
         let flushed = meta.size;
-        Self { meta, file, log_path, flushed, created_ms, sealed: false, finished: false, tail_block: Vec::new() }
+        Self {
+            meta,
+            file,
+            log_path,
+            flushed,
+            created_ms,
+            sealed: false,
+            finished: false,
+            tail_block: Vec::new(),
+            preallocated: 0,
+        }
     }
 
     pub fn base_offset(&self) -> i64 {
@@ -237,7 +261,8 @@ pub async fn scan_from<S: Storage>(
             break ScanStop::Torn { position };
         }
         let bytes = &window[in_window..in_window + size];
-        let header = match batch::validate(bytes) {
+        // A compacted batch may hold fewer records than its offsets span.
+        let header = match batch::validate_stored(bytes) {
             Ok(h) => h,
             Err(BatchError::Truncated { .. }) => break ScanStop::Torn { position },
             Err(e) => break ScanStop::Corrupt { position, reason: e.to_string() },

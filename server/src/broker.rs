@@ -89,8 +89,8 @@ pub fn run(mut config: ServerConfig, stop: Arc<AtomicBool>) -> Result<(), String
         let name = crate::group::GROUP_METADATA_TOPIC_NAME.to_string();
         let configs = std::collections::BTreeMap::from([
             ("segment.bytes".to_string(), (100u64 << 20).to_string()),
-            // Kept until compaction removes superseded records; never by age.
-            ("retention.ms".to_string(), "-1".to_string()),
+            // The latest record per key (group, or group+partition) is kept.
+            ("cleanup.policy".to_string(), "compact".to_string()),
         ]);
         table.topics.insert(
             name.clone(),
@@ -169,13 +169,12 @@ async fn run_shard(
                 format!("shard {shard_id}: cannot start the storage engine in {}: {e}", config.data_dir.display())
             })?;
     let listen = config.listen;
-    let ctx = Rc::new(ShardContext::new(
-        config,
-        cluster_id,
-        engine,
-        Mesh::new(shard_id, shard_count, senders),
-        TopicTable::default(),
-    ));
+    let mut context =
+        ShardContext::new(config, cluster_id, engine, Mesh::new(shard_id, shard_count, senders), TopicTable::default());
+    if shard_id == crate::placement::CONTROLLER_SHARD {
+        context.producer_ids = Some(crate::producer_ids::ProducerIdAllocator::open(&context.config.data_dir)?);
+    }
+    let ctx = Rc::new(context);
     ctx.apply_topic_table(table).await;
     if let Some(receivers) = receivers {
         serve_mesh(ctx.clone(), receivers);
@@ -237,7 +236,8 @@ fn serve_mesh(ctx: Rc<ShardContext>, mut receivers: Receivers<Envelope>) {
     }
 }
 
-/// Deletes segments past retention on this shard's logs, periodically.
+/// Deletes segments past retention and compacts compacted topics on this
+/// shard's logs, periodically.
 async fn retention_loop(ctx: Rc<ShardContext>) {
     let interval = Duration::from_millis(ctx.config.log_retention_check_interval_ms.max(100));
     loop {
@@ -250,6 +250,20 @@ async fn retention_loop(ctx: Rc<ShardContext>) {
                 }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(log = %log.dir().display(), error = %e, "retention failed"),
+            }
+            if log.config().cleanup_policy.compacts() {
+                match log.compact().await {
+                    Ok(outcome) if outcome.records_removed > 0 || outcome.tombstones_removed > 0 => tracing::info!(
+                        log = %log.dir().display(),
+                        removed = outcome.records_removed,
+                        tombstones = outcome.tombstones_removed,
+                        bytes_before = outcome.bytes_before,
+                        bytes_after = outcome.bytes_after,
+                        "compaction"
+                    ),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(log = %log.dir().display(), error = %e, "compaction failed"),
+                }
             }
         }
     }

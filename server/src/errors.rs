@@ -1,6 +1,7 @@
 //! Kafka error codes, and the one boundary where engine errors become them.
 
 use pinion_engine::batch::BatchError;
+use pinion_engine::producer_state::ProducerError;
 use pinion_engine::AppendError;
 
 /// The Kafka error codes pinion answers with.
@@ -27,6 +28,9 @@ pub enum ErrorCode {
     TransactionalIdAuthorizationFailed = 53,
     KafkaStorageError = 56,
     FetchSessionIdNotFound = 70,
+    OutOfOrderSequenceNumber = 45,
+    InvalidProducerEpoch = 47,
+    UnknownProducerId = 59,
     InvalidRecord = 87,
     UnknownTopicId = 100,
 }
@@ -51,6 +55,9 @@ pub fn append_error_code(error: &AppendError) -> i16 {
         AppendError::Poisoned(_) | AppendError::Io(_) => ErrorCode::KafkaStorageError,
         // The partition was closed under the request (topic deleted or shutting down).
         AppendError::Closed => ErrorCode::NotLeaderOrFollower,
+        AppendError::Producer(ProducerError::InvalidProducerEpoch { .. }) => ErrorCode::InvalidProducerEpoch,
+        AppendError::Producer(ProducerError::OutOfOrderSequence { .. }) => ErrorCode::OutOfOrderSequenceNumber,
+        AppendError::Producer(ProducerError::UnknownProducerId { .. }) => ErrorCode::UnknownProducerId,
     };
     code.code()
 }

@@ -442,9 +442,12 @@ pub fn encode_batch(records: &[Record], now_ms: i64) -> Vec<u8> {
     batch::build::from_records(&body, records.len() as i32, 0, now_ms, now_ms)
 }
 
+/// A record's key and value; `None` for a null (a tombstone's value).
+pub type KeyValue<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
+
 /// The (key, value) pairs of an uncompressed batch; `None` for a batch
 /// this broker did not write (compressed), which replay skips.
-pub fn decode_batch(batch: &[u8]) -> Option<Vec<(Option<&[u8]>, Option<&[u8]>)>> {
+pub fn decode_batch(batch: &[u8]) -> Option<Vec<KeyValue<'_>>> {
     let header = BatchHeader::parse(batch).ok()?;
     if header.compression() != Compression::None || header.is_control() {
         return None;

@@ -18,5 +18,6 @@ pub mod mesh;
 pub mod metrics;
 pub mod net;
 pub mod placement;
+pub mod producer_ids;
 pub mod shard;
 pub mod topics;

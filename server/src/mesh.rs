@@ -38,6 +38,8 @@ pub enum CoreRequest {
     Metrics,
     /// A consumer group call, to the shard that coordinates the group.
     Group(crate::groups::GroupCall),
+    /// To the controller: a new producer id.
+    AllocateProducerId,
 }
 
 /// Topic table changes, executed by the controller shard only.
@@ -78,6 +80,7 @@ pub enum CoreResponse<C> {
     Applied,
     Metrics(String),
     Group(crate::groups::GroupAnswer),
+    ProducerId(Result<i64, i16>),
     /// The owning shard is gone (the broker is shutting down).
     Unavailable,
 }
@@ -115,6 +118,7 @@ impl<C> CoreResponse<C> {
             Self::Applied => CoreResponse::Applied,
             Self::Metrics(text) => CoreResponse::Metrics(text),
             Self::Group(answer) => CoreResponse::Group(answer),
+            Self::ProducerId(r) => CoreResponse::ProducerId(r),
             Self::Unavailable => CoreResponse::Unavailable,
         }
     }

@@ -39,6 +39,8 @@ pub struct ShardContext {
     pub metrics: ShardMetrics,
     /// Consumer groups coordinated on this shard.
     pub groups: crate::groups::GroupService,
+    /// Producer ids (on the controller shard only).
+    pub producer_ids: Option<crate::producer_ids::ProducerIdAllocator>,
     /// Serializes controller changes on the controller shard.
     controller_busy: Cell<bool>,
 }
@@ -76,6 +78,7 @@ impl ShardContext {
                 crate::groups::now_ms() as u64 ^ ((shard_id as u64) << 48),
             ),
             controller_busy: Cell::new(false),
+            producer_ids: None,
             config,
         }
     }
@@ -133,6 +136,13 @@ impl ShardContext {
             }
             CoreRequest::Metrics => CoreResponse::Metrics(self.metrics_text()),
             CoreRequest::Group(call) => CoreResponse::Group(crate::groups::execute(self, call).await),
+            CoreRequest::AllocateProducerId => CoreResponse::ProducerId(match &self.producer_ids {
+                Some(ids) => ids.allocate().map_err(|e| {
+                    tracing::error!(error = %e, "cannot persist the producer id block");
+                    ErrorCode::KafkaStorageError.code()
+                }),
+                None => Err(ErrorCode::NotLeaderOrFollower.code()),
+            }),
         }
     }
 
@@ -193,6 +203,12 @@ impl ShardContext {
         match timestamp {
             -2 => Ok((-1, log.log_start_offset())),
             -1 => Ok((-1, log.log_end_offset())),
+            // MAX_TIMESTAMP (ListOffsets v7): the record with the largest timestamp.
+            -3 => match log.offset_of_max_timestamp().await {
+                Ok(Some((offset, timestamp))) => Ok((timestamp, offset)),
+                Ok(None) => Ok((-1, -1)),
+                Err(_) => Err(ErrorCode::KafkaStorageError.code()),
+            },
             t if t < 0 => Err(ErrorCode::InvalidRequest.code()),
             t => match log.offset_for_timestamp(t).await {
                 Ok(Some((offset, found))) => Ok((found, offset)),

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use pinion_engine::{LogConfig, TimestampType};
+use pinion_engine::{CleanupPolicy, LogConfig, TimestampType};
 
 /// Kafka's limit on topic name length.
 pub const TOPIC_NAME_MAX_BYTES: usize = 249;
@@ -119,7 +119,13 @@ pub const TOPIC_CONFIG_KEYS: &[ConfigKey] = &[
     },
     ConfigKey { name: "segment.bytes", doc: "Roll to a new segment file past this size." },
     ConfigKey { name: "segment.ms", doc: "Roll to a new segment file when the active one is older than this." },
-    ConfigKey { name: "cleanup.policy", doc: "delete: remove old segments by retention." },
+    ConfigKey {
+        name: "cleanup.policy",
+        doc: "delete: remove old segments by retention; compact: keep the latest record per key; compact,delete: both.",
+    },
+    ConfigKey { name: "delete.retention.ms", doc: "How long tombstones stay after compaction first sees them." },
+    ConfigKey { name: "min.cleanable.dirty.ratio", doc: "Compact when at least this share of the log is uncompacted." },
+    ConfigKey { name: "min.compaction.lag.ms", doc: "Records younger than this are not compacted." },
     ConfigKey {
         name: "message.timestamp.type",
         doc: "CreateTime keeps the producer's timestamps; LogAppendTime stamps the broker's.",
@@ -152,11 +158,17 @@ pub fn apply_config(config: &mut LogConfig, key: &str, value: &str) -> Result<()
             config.segment_ms = ms;
         }
         "cleanup.policy" => {
-            if value != "delete" {
-                return Err(format!(
-                    "cleanup.policy={value} is not supported yet: pinion deletes old segments by retention (delete); compaction is not implemented"
-                ));
+            config.cleanup_policy = CleanupPolicy::from_kafka(value)
+                .ok_or_else(|| format!("cleanup.policy must be delete, compact or compact,delete, got {value:?}"))?;
+        }
+        "delete.retention.ms" => config.delete_retention_ms = parse_number::<i64>(key, value)?.max(0),
+        "min.compaction.lag.ms" => config.min_compaction_lag_ms = parse_number::<i64>(key, value)?.max(0),
+        "min.cleanable.dirty.ratio" => {
+            let ratio: f64 = parse_number(key, value)?;
+            if !(0.0..=1.0).contains(&ratio) {
+                return Err(format!("min.cleanable.dirty.ratio must be between 0 and 1, got {ratio}"));
             }
+            config.min_cleanable_dirty_ratio = ratio;
         }
         "message.timestamp.type" => {
             config.message_timestamp_type = match value {
@@ -206,7 +218,10 @@ pub fn config_value(defaults: &LogConfig, overrides: &BTreeMap<String, String>, 
         "retention.bytes" => defaults.retention_bytes.to_string(),
         "segment.bytes" => defaults.segment_bytes.to_string(),
         "segment.ms" => defaults.segment_ms.to_string(),
-        "cleanup.policy" => "delete".to_string(),
+        "cleanup.policy" => defaults.cleanup_policy.as_kafka().to_string(),
+        "delete.retention.ms" => defaults.delete_retention_ms.to_string(),
+        "min.compaction.lag.ms" => defaults.min_compaction_lag_ms.to_string(),
+        "min.cleanable.dirty.ratio" => defaults.min_cleanable_dirty_ratio.to_string(),
         "message.timestamp.type" => match defaults.message_timestamp_type {
             TimestampType::CreateTime => "CreateTime".to_string(),
             TimestampType::LogAppendTime => "LogAppendTime".to_string(),
@@ -242,7 +257,9 @@ mod tests {
         assert_eq!(config.message_timestamp_type, TimestampType::LogAppendTime);
         assert!(apply_config(&mut config, "retention.ms", "soon").unwrap_err().contains("retention.ms"));
         assert!(apply_config(&mut config, "no.such", "1").unwrap_err().contains("unknown"));
-        assert!(apply_config(&mut config, "cleanup.policy", "compact").is_err());
+        apply_config(&mut config, "cleanup.policy", "compact").unwrap();
+        assert_eq!(config.cleanup_policy, CleanupPolicy::Compact);
+        assert!(apply_config(&mut config, "cleanup.policy", "shred").is_err());
     }
 
     #[test]

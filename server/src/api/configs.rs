@@ -23,6 +23,22 @@ const RESOURCE_BROKER: i8 = 4;
 /// config_source values: 1 topic override, 5 broker default.
 const SOURCE_TOPIC: i8 = 1;
 const SOURCE_DEFAULT: i8 = 5;
+/// The broker-level name of a topic config (what Kafka's DescribeConfigs
+/// shows for a BROKER resource): the default every topic starts from.
+fn broker_name(topic_key: &str) -> &'static str {
+    match topic_key {
+        "retention.ms" => "log.retention.ms",
+        "retention.bytes" => "log.retention.bytes",
+        "segment.bytes" => "log.segment.bytes",
+        "segment.ms" => "log.roll.ms",
+        "cleanup.policy" => "log.cleanup.policy",
+        "message.timestamp.type" => "log.message.timestamp.type",
+        "max.message.bytes" => "message.max.bytes",
+        "index.interval.bytes" => "log.index.interval.bytes",
+        _ => "unknown",
+    }
+}
+
 /// config_type values (v3+): 3 INT, 5 LONG, 2 STRING.
 fn config_type(key: &str) -> i8 {
     match key {
@@ -68,12 +84,14 @@ pub fn describe(ctx: &Rc<ShardContext>, request: &Request) -> Outcome {
         if let Some(overrides) = overrides {
             let keys = resource.configuration_keys.as_ref();
             for key in TOPIC_CONFIG_KEYS {
-                if keys.is_some_and(|keys| !keys.iter().any(|k| k.as_str() == key.name)) {
+                let shown_name =
+                    if resource.resource_type == RESOURCE_BROKER { broker_name(key.name) } else { key.name };
+                if keys.is_some_and(|keys| !keys.iter().any(|k| k.as_str() == shown_name)) {
                     continue;
                 }
                 let Some((value, is_default)) = config_value(&defaults, &overrides, key.name) else { continue };
                 let mut entry = DescribeConfigsResourceResult::default()
-                    .with_name(str_bytes(key.name))
+                    .with_name(str_bytes(shown_name))
                     .with_value(Some(str_bytes(&value)))
                     .with_read_only(resource.resource_type == RESOURCE_BROKER)
                     .with_config_source(if is_default { SOURCE_DEFAULT } else { SOURCE_TOPIC });

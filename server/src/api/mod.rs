@@ -15,6 +15,7 @@ pub mod delete_topics;
 pub mod describe_cluster;
 pub mod fetch;
 pub mod groups;
+pub mod init_producer_id;
 pub mod list_offsets;
 pub mod metadata;
 pub mod produce;
@@ -63,6 +64,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeGroups, 0, 5),
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::OffsetDelete, 0, 0),
+    (ApiKey::InitProducerId, 0, 4),
 ];
 
 pub fn supported_versions(key: ApiKey) -> Option<(i16, i16)> {
@@ -93,6 +95,7 @@ pub fn api_name(key: ApiKey) -> &'static str {
         ApiKey::DescribeGroups => "DescribeGroups",
         ApiKey::DeleteGroups => "DeleteGroups",
         ApiKey::OffsetDelete => "OffsetDelete",
+        ApiKey::InitProducerId => "InitProducerId",
         _ => "Other",
     }
 }
@@ -133,6 +136,7 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: Request) -> Outcome {
         ApiKey::DescribeGroups => groups::describe_groups(ctx, &request).await,
         ApiKey::DeleteGroups => groups::delete_groups(ctx, &request).await,
         ApiKey::OffsetDelete => groups::offset_delete(ctx, &request).await,
+        ApiKey::InitProducerId => init_producer_id::handle(ctx, &request).await,
         other => Outcome::Disconnect(format!("no handler for {other:?}")),
     }
 }
@@ -173,6 +177,7 @@ pub fn decode_body(request: &Request) -> Result<(), String> {
         ApiKey::DescribeGroups => check::<DescribeGroupsRequest>(request),
         ApiKey::DeleteGroups => check::<DeleteGroupsRequest>(request),
         ApiKey::OffsetDelete => check::<OffsetDeleteRequest>(request),
+        ApiKey::InitProducerId => check::<InitProducerIdRequest>(request),
         other => Err(format!("no decoder for {other:?}")),
     }
 }
@@ -248,6 +253,7 @@ mod tests {
                     ApiKey::DescribeGroups => encoded::<DescribeGroupsRequest>(key, version),
                     ApiKey::DeleteGroups => encoded::<DeleteGroupsRequest>(key, version),
                     ApiKey::OffsetDelete => encoded::<OffsetDeleteRequest>(key, version),
+                    ApiKey::InitProducerId => encoded::<InitProducerIdRequest>(key, version),
                     other => panic!("advertised {other:?} without a test encoder"),
                 };
                 decode_body(&request).unwrap_or_else(|e| panic!("{key:?} v{version}: {e}"));

@@ -1,0 +1,61 @@
+//! Latency histograms in microseconds and their summaries.
+//!
+//! Values are recorded with 3 significant digits up to one hour, so a
+//! stall never saturates the histogram and hides itself.
+
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+/// Largest latency a histogram holds: one hour in microseconds.
+const LATENCY_US_MAX: u64 = 3_600_000_000;
+
+pub fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, LATENCY_US_MAX, 3).expect("valid histogram bounds")
+}
+
+/// Records `elapsed`, rounded up to whole microseconds (never 0, never past the maximum).
+pub fn record(histogram: &mut Histogram<u64>, elapsed: Duration) {
+    let us = (elapsed.as_nanos().div_ceil(1000) as u64).clamp(1, LATENCY_US_MAX);
+    histogram.record(us).expect("value within the histogram bounds");
+}
+
+/// Percentiles of one histogram, microseconds.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct LatencySummary {
+    pub count: u64,
+    pub p50: u64,
+    pub p90: u64,
+    pub p99: u64,
+    pub p999: u64,
+    pub max: u64,
+    pub mean: f64,
+}
+
+impl LatencySummary {
+    pub fn of(histogram: &Histogram<u64>) -> Self {
+        if histogram.is_empty() {
+            return Self::default();
+        }
+        Self {
+            count: histogram.len(),
+            p50: histogram.value_at_quantile(0.50),
+            p90: histogram.value_at_quantile(0.90),
+            p99: histogram.value_at_quantile(0.99),
+            p999: histogram.value_at_quantile(0.999),
+            max: histogram.max(),
+            mean: histogram.mean(),
+        }
+    }
+}
+
+impl std::fmt::Display for LatencySummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "p50 {} us, p90 {} us, p99 {} us, p99.9 {} us, max {} us ({} samples)",
+            self.p50, self.p90, self.p99, self.p999, self.max, self.count
+        )
+    }
+}

@@ -1,0 +1,264 @@
+//! The ceiling: raw O_DIRECT sequential bandwidth of the data directory's
+//! device, measured with our own minimal writer and reader on the same
+//! glommio executor the engine runs on.
+//!
+//! The writer does what the engine's flusher would do at best: one file in
+//! the data directory, preallocated the way the engine preallocates
+//! segments (`fallocate` with `FALLOC_FL_KEEP_SIZE`, so every write extends
+//! the file size, as segment appends do; `--raw-overwrite` preallocates
+//! the size instead), written sequentially with aligned buffers of
+//! `write_bytes`, `inflight` writes at a time, buffers filled once with
+//! random bytes (a virtual disk that compresses or skips zeros must not
+//! flatter the ceiling) and reused, so the figure is the device's and not
+//! our CPU's. No fdatasync: the engine's `written` acknowledgement is the
+//! O_DIRECT write completing, and that is what is compared.
+//!
+//! `--raw-fresh-buffers` instead allocates, zeroes and fills a new aligned
+//! buffer for every write, as the engine's flusher does today: the
+//! difference between the two figures is what per-write buffer allocation
+//! costs on this machine.
+//!
+//! The reader reads the same file back sequentially with aligned reads,
+//! `inflight` at a time and then one at a time (what a single consumer
+//! fetching serially can hope for).
+
+use std::cell::Cell;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use glommio::io::{DmaBuffer, DmaFile, OpenOptions};
+use serde::Serialize;
+
+use crate::machine::{SchedStat, SystemCpu};
+use crate::producer::SplitMix64;
+
+/// How to measure the ceiling.
+#[derive(Debug, Clone)]
+pub struct RawSpec {
+    pub write_bytes: usize,
+    pub inflight: usize,
+    pub write_duration: Duration,
+    pub read_duration: Duration,
+    /// Preallocate the file size too, so writes overwrite rather than extend.
+    pub overwrite: bool,
+    /// A newly allocated, zeroed and filled buffer for every write.
+    pub fresh_buffers: bool,
+    pub keep_file: bool,
+}
+
+/// Bytes completed per interval of a timed phase, for seeing bursts.
+#[derive(Debug, Clone)]
+pub struct Timeline {
+    started: Instant,
+    interval: Duration,
+    bytes: Vec<u64>,
+}
+
+impl Timeline {
+    pub fn new(started: Instant, interval: Duration) -> Self {
+        Self { started, interval, bytes: Vec::new() }
+    }
+
+    pub fn note(&mut self, at: Instant, bytes: u64) {
+        let slot = (at.saturating_duration_since(self.started).as_nanos() / self.interval.as_nanos().max(1)) as usize;
+        if self.bytes.len() <= slot {
+            self.bytes.resize(slot + 1, 0);
+        }
+        self.bytes[slot] += bytes;
+    }
+
+    /// Bytes per second of each interval (the last one may be partial).
+    pub fn bytes_per_sec(&self) -> Vec<f64> {
+        let secs = self.interval.as_secs_f64();
+        self.bytes.iter().map(|&b| (b as f64 / secs).round()).collect()
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RawResult {
+    pub write_bytes_per_sec: f64,
+    pub write_bytes: u64,
+    pub write_seconds: f64,
+    /// Write bandwidth in each 0.5 s interval of the write phase.
+    pub write_bytes_per_sec_timeline: Vec<f64>,
+    pub read_bytes_per_sec: f64,
+    pub read_qd1_bytes_per_sec: f64,
+    /// Busy cores of the whole machine during the write phase (all processes).
+    pub write_machine_busy_cores: f64,
+    /// Fraction of the write phase the shard's thread waited for a CPU.
+    pub write_runqueue_wait_fraction: f64,
+    pub write_bytes_per_op: usize,
+    pub inflight: usize,
+    pub overwrite: bool,
+    pub fresh_buffers: bool,
+}
+
+/// Where the raw file goes in `dir`.
+pub fn raw_file_path(dir: &Path) -> PathBuf {
+    dir.join(format!("pinion-bench-raw-{}.dat", std::process::id()))
+}
+
+fn glommio_err(e: glommio::GlommioError<()>) -> crate::Error {
+    Box::new(std::io::Error::other(e.to_string()))
+}
+
+fn free_bytes(dir: &Path) -> u64 {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c_path) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else { return 0 };
+    // SAFETY: statvfs is plain data, filled by the call below.
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c_path` is NUL-terminated and `stat` writable.
+    if unsafe { libc::statvfs(c_path.as_ptr(), &mut stat) } != 0 {
+        return 0;
+    }
+    stat.f_bavail * stat.f_frsize
+}
+
+/// Measures write then read bandwidth of a fresh file in `dir`. The
+/// directory must already have been prepared for DMA (see
+/// `pinion_engine::io::dma`). Must run on a glommio executor.
+pub async fn measure(dir: &Path, spec: &RawSpec) -> Result<RawResult, crate::Error> {
+    assert!(spec.write_bytes.is_multiple_of(4096) && spec.write_bytes > 0 && spec.inflight > 0);
+    let path = raw_file_path(dir);
+    let file = Rc::new(
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .dma_open(&path)
+            .await
+            .map_err(glommio_err)?,
+    );
+    // Room for the phase at 4 GB/s, a bit more than this device's bursts,
+    // without eating the disk.
+    let wanted = (spec.write_duration.as_secs_f64() * 4e9) as u64 + (1 << 30);
+    let room = free_bytes(dir).saturating_sub(4 << 30) / 2;
+    let capacity = wanted.min(room) / spec.write_bytes as u64 * spec.write_bytes as u64;
+    if capacity < 64 * spec.write_bytes as u64 {
+        return Err(format!("not enough free space in {} for the raw write test", dir.display()).into());
+    }
+    file.pre_allocate(capacity, !spec.overwrite).await.map_err(glommio_err)?;
+
+    let mut rng = SplitMix64::new(0x7261_7721);
+    let buffers: Vec<Rc<DmaBuffer>> = (0..spec.inflight)
+        .map(|_| {
+            let mut buf = file.alloc_dma_buffer(spec.write_bytes);
+            rng.fill(buf.as_bytes_mut());
+            Rc::new(buf)
+        })
+        .collect();
+
+    let next_position = Rc::new(Cell::new(0u64));
+    let written = Rc::new(Cell::new(0u64));
+    let (sched_before, system_before) = (SchedStat::thread(), SystemCpu::read());
+    let started = Instant::now();
+    let deadline = started + spec.write_duration;
+    let timeline = Rc::new(std::cell::RefCell::new(Timeline::new(started, Duration::from_millis(500))));
+    let mut workers = Vec::new();
+    for buf in buffers {
+        let (file, next_position, written, timeline) =
+            (file.clone(), next_position.clone(), written.clone(), timeline.clone());
+        let len = spec.write_bytes as u64;
+        let fresh_buffers = spec.fresh_buffers;
+        workers.push(glommio::spawn_local(async move {
+            while Instant::now() < deadline {
+                let position = next_position.get();
+                if position + len > capacity {
+                    break;
+                }
+                next_position.set(position + len);
+                let done = if fresh_buffers {
+                    let mut fresh = file.alloc_dma_buffer(len as usize);
+                    fresh.as_bytes_mut().fill(0);
+                    fresh.as_bytes_mut().copy_from_slice(buf.as_bytes());
+                    file.write_at(fresh, position).await
+                } else {
+                    file.write_rc_at(buf.clone(), position).await
+                };
+                let done = done.map_err(glommio_err)?;
+                if done as u64 != len {
+                    return Err::<(), crate::Error>(format!("short O_DIRECT write: {done} of {len}").into());
+                }
+                written.set(written.get() + len);
+                timeline.borrow_mut().note(Instant::now(), len);
+            }
+            Ok(())
+        }));
+    }
+    for worker in workers {
+        worker.await?;
+    }
+    let write_wall = started.elapsed();
+    let write_seconds = write_wall.as_secs_f64();
+    let write_bytes = written.get();
+    let (write_machine_busy_cores, _) = SystemCpu::read().cores_since(system_before, write_wall);
+    let write_runqueue_wait_fraction = SchedStat::thread().since(sched_before).waiting.as_secs_f64() / write_seconds;
+
+    let read_bytes_per_sec =
+        read_phase(&file, write_bytes, spec.write_bytes, spec.inflight, spec.read_duration).await?;
+    let read_qd1_bytes_per_sec = read_phase(&file, write_bytes, spec.write_bytes, 1, spec.read_duration / 2).await?;
+
+    let timeline = timeline.borrow().bytes_per_sec();
+    match Rc::try_unwrap(file) {
+        Ok(file) => file.close().await.map_err(glommio_err)?,
+        Err(_) => unreachable!("every worker has finished"),
+    }
+    if !spec.keep_file {
+        std::fs::remove_file(&path)?;
+    }
+    Ok(RawResult {
+        write_bytes_per_sec: write_bytes as f64 / write_seconds,
+        write_bytes,
+        write_seconds,
+        write_bytes_per_sec_timeline: timeline,
+        read_bytes_per_sec,
+        read_qd1_bytes_per_sec,
+        write_machine_busy_cores,
+        write_runqueue_wait_fraction,
+        write_bytes_per_op: spec.write_bytes,
+        inflight: spec.inflight,
+        overwrite: spec.overwrite,
+        fresh_buffers: spec.fresh_buffers,
+    })
+}
+
+/// Reads `[0, size)` sequentially, `inflight` reads of `read_bytes` at a
+/// time, for at most `duration`; returns bytes per second.
+async fn read_phase(
+    file: &Rc<DmaFile>,
+    size: u64,
+    read_bytes: usize,
+    inflight: usize,
+    duration: Duration,
+) -> Result<f64, crate::Error> {
+    let next_position = Rc::new(Cell::new(0u64));
+    let read = Rc::new(Cell::new(0u64));
+    let started = Instant::now();
+    let deadline = started + duration;
+    let mut workers = Vec::new();
+    for _ in 0..inflight {
+        let (file, next_position, read) = (file.clone(), next_position.clone(), read.clone());
+        workers.push(glommio::spawn_local(async move {
+            while Instant::now() < deadline {
+                let position = next_position.get();
+                if position >= size {
+                    break;
+                }
+                let len = (read_bytes as u64).min(size - position) as usize;
+                next_position.set(position + len as u64);
+                let buf = file.read_at_aligned(position, len).await.map_err(glommio_err)?;
+                if buf.len() != len {
+                    return Err::<(), crate::Error>(format!("short O_DIRECT read: {} of {len}", buf.len()).into());
+                }
+                read.set(read.get() + len as u64);
+            }
+            Ok(())
+        }));
+    }
+    for worker in workers {
+        worker.await?;
+    }
+    Ok(read.get() as f64 / started.elapsed().as_secs_f64())
+}
