@@ -39,7 +39,8 @@ def start(binary, profile, data_dir, port):
     args = [binary, "serve", "--data-dir", data_dir, "--listen", f"127.0.0.1:{port}", "--log-segment-bytes", str(64 << 20)]
     if profile != "none":
         args += ["--profile", profile]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = open(os.path.join(tempfile.gettempdir(), f"pinion-profile-{profile}.log"), "w")
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=log)
     deadline = time.time() + 20
     while time.time() < deadline:
         try:
