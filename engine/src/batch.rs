@@ -289,6 +289,16 @@ pub fn split_batches(bytes: &[u8]) -> Result<Vec<(std::ops::Range<usize>, BatchH
     Ok(batches)
 }
 
+/// Appends `value` as a zig-zag varint, as Kafka encodes record fields.
+pub fn put_varint(out: &mut Vec<u8>, value: i64) {
+    let mut raw = ((value << 1) ^ (value >> 63)) as u64;
+    while raw >= 0x80 {
+        out.push((raw as u8) | 0x80);
+        raw >>= 7;
+    }
+    out.push(raw as u8);
+}
+
 /// Reads a zig-zag varint as Kafka encodes record fields. Returns the value
 /// and the bytes consumed.
 pub fn read_varint(bytes: &[u8]) -> Option<(i64, usize)> {
@@ -339,11 +349,16 @@ pub fn uncompressed_record_deltas(batch: &[u8]) -> Option<Vec<(i64, i64)>> {
     if header.compression() != Compression::None {
         return None;
     }
-    let records = batch.get(HEADER_BYTES..)?;
+    record_deltas(batch.get(HEADER_BYTES..)?, header.records_count)
+}
+
+/// `(offset_delta, timestamp_delta)` of each record of a records section
+/// (uncompressed, or already inflated); `None` on broken framing.
+pub fn record_deltas(records: &[u8], records_count: i32) -> Option<Vec<(i64, i64)>> {
+    // Capacity from the bytes present, not the header's claim.
+    let mut out = Vec::with_capacity((records_count.max(0) as usize).min(records.len()));
     let mut at = 0usize;
-    // Bounded by the bytes present: the count may come from damaged data.
-    let mut out = Vec::with_capacity((header.records_count.max(0) as usize).min(records.len()));
-    for _ in 0..header.records_count {
+    for _ in 0..records_count {
         let (length, used) = read_varint(records.get(at..)?)?;
         let start = at + used;
         let record = records.get(start..start + usize::try_from(length).ok()?)?;
@@ -411,19 +426,6 @@ pub fn set_log_append_time(batch: &mut [u8], now_ms: i64) {
 /// fuzz seeds; the broker itself never builds batches).
 pub mod build {
     use super::*;
-
-    fn put_varint(out: &mut Vec<u8>, value: i64) {
-        let mut raw = ((value << 1) ^ (value >> 63)) as u64;
-        loop {
-            let byte = (raw & 0x7f) as u8;
-            raw >>= 7;
-            if raw == 0 {
-                out.push(byte);
-                return;
-            }
-            out.push(byte | 0x80);
-        }
-    }
 
     /// One record's encoding: (key, value), no headers.
     pub fn record(out: &mut Vec<u8>, offset_delta: i64, timestamp_delta: i64, key: Option<&[u8]>, value: &[u8]) {

@@ -1255,18 +1255,7 @@ mod tests {
         records
     }
 
-    fn put_varint(out: &mut Vec<u8>, value: i64) {
-        let mut raw = ((value << 1) ^ (value >> 63)) as u64;
-        loop {
-            let byte = (raw & 0x7f) as u8;
-            raw >>= 7;
-            if raw == 0 {
-                out.push(byte);
-                return;
-            }
-            out.push(byte | 0x80);
-        }
-    }
+    use crate::batch::put_varint;
 
     #[test]
     fn records_frame_with_keys_values_and_tombstones() {

@@ -936,7 +936,7 @@ impl<S: Storage> Log<S> {
                         batch::uncompressed_record_deltas(bytes)
                     } else {
                         crate::compaction::records_of(bytes, &header)
-                            .and_then(|records| record_deltas(&records, header.records_count))
+                            .and_then(|records| batch::record_deltas(&records, header.records_count))
                     };
                     let Some(deltas) = deltas else {
                         return Ok(Some((header.base_offset.max(offset), header.max_timestamp)));
@@ -1224,22 +1224,6 @@ impl<S: Storage> Log<S> {
         let _ = self.close().await;
         self.inner.shard.storage.remove_dir_all(&self.inner.dir).await
     }
-}
-
-/// `(offset_delta, timestamp_delta)` of each record in a records section.
-fn record_deltas(records: &[u8], count: i32) -> Option<Vec<(i64, i64)>> {
-    let mut out = Vec::with_capacity((count.max(0) as usize).min(records.len()));
-    let mut at = 0usize;
-    for _ in 0..count {
-        let (length, used) = batch::read_varint(records.get(at..)?)?;
-        let start = at + used;
-        let record = records.get(start..start + usize::try_from(length).ok()?)?;
-        let (timestamp_delta, t_used) = batch::read_varint(record.get(1..)?)?;
-        let (offset_delta, _) = batch::read_varint(record.get(1 + t_used..)?)?;
-        out.push((offset_delta, timestamp_delta));
-        at = start + length as usize;
-    }
-    Some(out)
 }
 
 /// Reads `len` bytes at any position through aligned reads.

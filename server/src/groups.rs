@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 
-use pinion_engine::batch::{self, BatchHeader, Compression, HEADER_BYTES};
+use pinion_engine::batch::{self, put_varint, BatchHeader, Compression, HEADER_BYTES};
 use pinion_engine::Durability;
 
 use crate::errors::{self, ErrorCode};
@@ -407,15 +407,6 @@ async fn append_records(ctx: &Rc<ShardContext>, partition: i32, records: &[Recor
         },
         Err(e) => errors::append_error_code(&e),
     }
-}
-
-fn put_varint(out: &mut Vec<u8>, value: i64) {
-    let mut raw = ((value << 1) ^ (value >> 63)) as u64;
-    while raw >= 0x80 {
-        out.push((raw as u8) | 0x80);
-        raw >>= 7;
-    }
-    out.push(raw as u8);
 }
 
 /// An uncompressed RecordBatch v2 holding `records` (null values are tombstones).
