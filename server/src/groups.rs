@@ -21,7 +21,6 @@
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeSet, HashMap};
 use std::rc::Rc;
-use std::task::{Poll, Waker};
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -36,7 +35,7 @@ use crate::group::{
     OffsetFetchPartition, PartitionResult, Record, SyncRequest, SyncResponse, Ticket, TopicPartition,
     GROUP_METADATA_TOPIC_NAME, OFFSETS_RETENTION_MS_DEFAULT,
 };
-use crate::mesh::{CoreRequest, CoreResponse};
+use crate::mesh::{AnswerSlot, CoreRequest, CoreResponse};
 use crate::shard::ShardContext;
 
 /// Kafka error codes the glue answers with itself.
@@ -110,16 +109,10 @@ enum Parked {
     Sync(SyncResponse),
 }
 
-#[derive(Debug, Default)]
-struct Slot {
-    value: Option<Parked>,
-    waker: Option<Waker>,
-}
-
 /// The groups of one shard.
 pub struct GroupService {
     coordinator: RefCell<GroupCoordinator>,
-    parked: RefCell<HashMap<u64, Rc<RefCell<Slot>>>>,
+    parked: RefCell<HashMap<u64, AnswerSlot<Parked>>>,
     /// `__consumer_offsets` partitions of this shard whose records are replayed.
     loaded: RefCell<BTreeSet<i32>>,
     last_offsets_expiry_ms: Cell<i64>,
@@ -145,8 +138,8 @@ impl GroupService {
         }
     }
 
-    fn park(&self, ticket: Ticket) -> Rc<RefCell<Slot>> {
-        let slot = Rc::new(RefCell::new(Slot::default()));
+    fn park(&self, ticket: Ticket) -> AnswerSlot<Parked> {
+        let slot = AnswerSlot::default();
         self.parked.borrow_mut().insert(ticket.0, slot.clone());
         slot
     }
@@ -154,27 +147,9 @@ impl GroupService {
     fn deliver(&self, ticket: Ticket, value: Parked) {
         // No slot: the request that parked is gone (its connection closed).
         if let Some(slot) = self.parked.borrow_mut().remove(&ticket.0) {
-            let mut slot = slot.borrow_mut();
-            slot.value = Some(value);
-            if let Some(waker) = slot.waker.take() {
-                waker.wake();
-            }
+            slot.fill(value);
         }
     }
-}
-
-async fn wait_parked(slot: Rc<RefCell<Slot>>) -> Parked {
-    std::future::poll_fn(|cx| {
-        let mut slot = slot.borrow_mut();
-        match slot.value.take() {
-            Some(value) => Poll::Ready(value),
-            None => {
-                slot.waker = Some(cx.waker().clone());
-                Poll::Pending
-            }
-        }
-    })
-    .await
 }
 
 /// Number of `__consumer_offsets` partitions, if the topic exists.
@@ -341,7 +316,7 @@ async fn settle<R>(ctx: &Rc<ShardContext>, handled: Handled<R>) -> Settled<R> {
         Answer::Later(ticket) => {
             let slot = ctx.groups.park(ticket);
             process(ctx, handled.completions);
-            Settled::Parked(wait_parked(slot).await)
+            Settled::Parked(slot.wait().await)
         }
     }
 }

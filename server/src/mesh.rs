@@ -131,11 +131,56 @@ pub enum Envelope {
     Response { id: u64, response: CoreResponse<Bytes> },
 }
 
-/// A single-core one-shot slot for an answer.
-#[derive(Debug, Default)]
-struct Slot {
-    value: Option<CoreResponse<Bytes>>,
+#[derive(Debug)]
+struct SlotState<T> {
+    value: Option<T>,
     waker: Option<Waker>,
+}
+
+/// A single-core one-shot place for an answer: one side waits on it, the
+/// other fills it once. Cheap to clone (both sides hold the same slot).
+/// Used for answers from other shards and for parked group requests.
+#[derive(Debug)]
+pub struct AnswerSlot<T> {
+    state: Rc<RefCell<SlotState<T>>>,
+}
+
+impl<T> Clone for AnswerSlot<T> {
+    fn clone(&self) -> Self {
+        Self { state: self.state.clone() }
+    }
+}
+
+impl<T> Default for AnswerSlot<T> {
+    fn default() -> Self {
+        Self { state: Rc::new(RefCell::new(SlotState { value: None, waker: None })) }
+    }
+}
+
+impl<T> AnswerSlot<T> {
+    /// Stores the answer and wakes the waiter.
+    pub fn fill(&self, value: T) {
+        let mut state = self.state.borrow_mut();
+        state.value = Some(value);
+        if let Some(waker) = state.waker.take() {
+            waker.wake();
+        }
+    }
+
+    /// Resolves with the answer once it is filled.
+    pub async fn wait(&self) -> T {
+        std::future::poll_fn(|cx| {
+            let mut state = self.state.borrow_mut();
+            match state.value.take() {
+                Some(value) => Poll::Ready(value),
+                None => {
+                    state.waker = Some(cx.waker().clone());
+                    Poll::Pending
+                }
+            }
+        })
+        .await
+    }
 }
 
 /// This shard's end of the mesh.
@@ -143,7 +188,7 @@ pub struct Mesh {
     pub shard_id: usize,
     pub shard_count: usize,
     senders: Option<Senders<Envelope>>,
-    pending: RefCell<HashMap<u64, Rc<RefCell<Slot>>>>,
+    pending: RefCell<HashMap<u64, AnswerSlot<CoreResponse<Bytes>>>>,
     next_id: Cell<u64>,
     /// Messages sent to other shards (requests and answers).
     pub sent: Cell<u64>,
@@ -175,24 +220,14 @@ impl Mesh {
         let senders = self.senders.as_ref().expect("a mesh exists when there are several shards");
         let id = self.next_id.get() + 1;
         self.next_id.set(id);
-        let slot = Rc::new(RefCell::new(Slot::default()));
+        let slot = AnswerSlot::default();
         self.pending.borrow_mut().insert(id, slot.clone());
         self.sent.set(self.sent.get() + 1);
         if senders.send_to(to, Envelope::Request { id, from: self.shard_id, request }).await.is_err() {
             self.pending.borrow_mut().remove(&id);
             return CoreResponse::Unavailable;
         }
-        std::future::poll_fn(|cx| {
-            let mut slot = slot.borrow_mut();
-            match slot.value.take() {
-                Some(value) => Poll::Ready(value),
-                None => {
-                    slot.waker = Some(cx.waker().clone());
-                    Poll::Pending
-                }
-            }
-        })
-        .await
+        slot.wait().await
     }
 
     /// Sends an answer back to the shard that asked.
@@ -208,11 +243,7 @@ impl Mesh {
     pub fn fail_pending(&self) {
         let pending: Vec<_> = self.pending.borrow_mut().drain().map(|(_, slot)| slot).collect();
         for slot in pending {
-            let mut slot = slot.borrow_mut();
-            slot.value = Some(CoreResponse::Unavailable);
-            if let Some(waker) = slot.waker.take() {
-                waker.wake();
-            }
+            slot.fill(CoreResponse::Unavailable);
         }
     }
 
@@ -222,10 +253,6 @@ impl Mesh {
             tracing::warn!(id, "answer for an unknown request");
             return;
         };
-        let mut slot = slot.borrow_mut();
-        slot.value = Some(response);
-        if let Some(waker) = slot.waker.take() {
-            waker.wake();
-        }
+        slot.fill(response);
     }
 }
