@@ -181,12 +181,6 @@ def test_pipelined_produce_keeps_request_order_across_segment_rolls(start_broker
             )
 
 
-@pytest.mark.xfail(
-    strict=False,  # a race: a run can miss it, so an XPASS is not an error
-    reason="BROKER BUG: pipelined Produce requests to a topic being auto-created are appended out of request order: "
-    "the first request waits for the creation while later ones, handled concurrently on the same connection, "
-    "append first (or fail with UNKNOWN_TOPIC_OR_PARTITION and are retried after later ones by clients)",
-)
 def test_pipelined_produce_to_a_new_topic_keeps_request_order(start_broker):
     broker = start_broker("--num-partitions", "1")
     requests = 200

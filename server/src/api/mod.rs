@@ -27,6 +27,7 @@ use kafka_protocol::messages::{ApiKey, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
 use crate::net::frame::Request;
+use crate::net::order::DispatchTurn;
 use crate::net::send::Response;
 use crate::shard::ShardContext;
 
@@ -101,7 +102,9 @@ pub fn api_name(key: ApiKey) -> &'static str {
 }
 
 /// Serves one request.
-pub async fn handle(ctx: &Rc<ShardContext>, request: Request) -> Outcome {
+/// Serves one request. `produce_turn` is the request's place in its
+/// connection's append order (Produce requests only; see `net::order`).
+pub async fn handle(ctx: &Rc<ShardContext>, request: Request, produce_turn: Option<DispatchTurn>) -> Outcome {
     let key = request.api_key;
     let version = request.api_version;
     let Some((min, max)) = supported_versions(key) else {
@@ -116,7 +119,7 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: Request) -> Outcome {
     match key {
         ApiKey::ApiVersions => api_versions::handle(&request),
         ApiKey::Metadata => metadata::handle(ctx, &request).await,
-        ApiKey::Produce => produce::handle(ctx, &request).await,
+        ApiKey::Produce => produce::handle(ctx, &request, produce_turn).await,
         ApiKey::Fetch => fetch::handle(ctx, &request).await,
         ApiKey::ListOffsets => list_offsets::handle(ctx, &request).await,
         ApiKey::CreateTopics => create_topics::handle(ctx, &request).await,

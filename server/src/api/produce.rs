@@ -13,6 +13,7 @@ use super::{decode, respond, Outcome};
 use crate::errors::ErrorCode;
 use crate::mesh::{CoreRequest, CoreResponse, ProduceDone};
 use crate::net::frame::Request;
+use crate::net::order::DispatchTurn;
 use crate::shard::ShardContext;
 
 fn partition_error(index: i32, code: i16) -> PartitionProduceResponse {
@@ -24,11 +25,15 @@ fn partition_error(index: i32, code: i16) -> PartitionProduceResponse {
         .with_log_append_time_ms(-1)
 }
 
-pub async fn handle(ctx: &Rc<ShardContext>, request: &Request) -> Outcome {
+pub async fn handle(ctx: &Rc<ShardContext>, request: &Request, turn: Option<DispatchTurn>) -> Outcome {
     let body: ProduceRequest = match decode(request) {
         Ok(body) => body,
         Err(outcome) => return outcome,
     };
+    // Earlier Produce requests on this connection queue their appends first.
+    if let Some(turn) = &turn {
+        turn.wait().await;
+    }
     let acks = body.acks;
     let acks_valid = matches!(acks, -1..=1);
     let transactional = body.transactional_id.is_some();
@@ -63,6 +68,9 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: &Request) -> Outcome {
         }
         topics.push(TopicProduceResponse::default().with_name(topic.name).with_partition_responses(responses));
     }
+    // The appends are queued on their partitions (spawned tasks start in
+    // spawn order): later requests may go ahead.
+    drop(turn);
     for (topic_index, partition_slot, task) in pending {
         let slot = &mut topics[topic_index].partition_responses[partition_slot];
         match task.await {

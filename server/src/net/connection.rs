@@ -19,6 +19,7 @@ use glommio::net::TcpStream;
 
 use crate::api::{self, Outcome};
 use crate::net::frame::{self, FrameError};
+use crate::net::order::DispatchOrder;
 use crate::net::send::write_response;
 use crate::shard::ShardContext;
 
@@ -98,6 +99,7 @@ pub async fn serve(ctx: Rc<ShardContext>, stream: TcpStream) {
     });
 
     let max = ctx.config.socket_request_max_bytes;
+    let produce_order = DispatchOrder::default();
     loop {
         let mut size_prefix = [0u8; 4];
         match read_exact(&stream, &mut size_prefix).await {
@@ -124,11 +126,13 @@ pub async fn serve(ctx: Rc<ShardContext>, stream: TcpStream) {
         };
         let started = Instant::now();
         let handler_ctx = ctx.clone();
+        // Taken here, in read order, not inside the task.
+        let turn = frame::is_produce(&body).then(|| produce_order.turn());
         let task = glommio::spawn_local(async move {
             match frame::parse_request(body) {
                 Ok(request) => {
                     let api_name = api::api_name(request.api_key);
-                    let outcome = api::handle(&handler_ctx, request).await;
+                    let outcome = api::handle(&handler_ctx, request, turn).await;
                     handler_ctx.metrics.record_request(api_name, started.elapsed().as_micros() as u64);
                     outcome
                 }

@@ -67,6 +67,12 @@ pub fn check_size(size: i32, max: usize) -> Result<usize, FrameError> {
     Ok(size as usize)
 }
 
+/// Whether a frame (without its size prefix) is a Produce request, judged
+/// by its api key alone.
+pub fn is_produce(frame: &[u8]) -> bool {
+    frame.len() >= 2 && i16::from_be_bytes([frame[0], frame[1]]) == ApiKey::Produce as i16
+}
+
 /// Decodes the request header of a frame (without its size prefix).
 pub fn parse_request(frame: Bytes) -> Result<Request, FrameError> {
     if frame.len() < 8 {
@@ -87,6 +93,13 @@ pub fn parse_request(frame: Bytes) -> Result<Request, FrameError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn produce_frames_are_recognised_by_their_api_key() {
+        assert!(is_produce(&[0, 0, 0, 9]));
+        assert!(!is_produce(&[0, 1, 0, 9]));
+        assert!(!is_produce(&[0]));
+    }
 
     #[test]
     fn sizes_outside_the_limit_are_refused() {
