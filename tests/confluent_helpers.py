@@ -1,6 +1,6 @@
 """confluent-kafka (librdkafka) produce and consume loops shared by the
-suites. Consumers use manual assignment: pinion has no group APIs yet, so
-`group.id` is set (librdkafka requires one) but never joined.
+suites. Consumers here use manual assignment (group consumers are in
+test_groups.py): `group.id` is set (librdkafka requires one) but never joined.
 """
 
 import time

@@ -1,6 +1,8 @@
 """Just enough of the Kafka wire protocol, written by hand, to send requests
 no well-behaved client would send: frames with bad sizes, unknown API keys
-and versions, and RecordBatch v2 bytes with a corrupted CRC-32C.
+and versions, RecordBatch v2 bytes with a corrupted CRC-32C, and group API
+calls (JoinGroup, SyncGroup, Heartbeat, LeaveGroup, OffsetCommit,
+OffsetFetch, ListGroups) with unknown members and stale generations.
 
 Byte formats (all integers big-endian):
 - frame: size int32, then the request header and body;
@@ -21,12 +23,23 @@ from pinion_broker import HOST
 
 API_PRODUCE = 0
 API_METADATA = 3
+API_OFFSET_COMMIT = 8
+API_OFFSET_FETCH = 9
+API_JOIN_GROUP = 11
+API_HEARTBEAT = 12
+API_LEAVE_GROUP = 13
+API_SYNC_GROUP = 14
+API_LIST_GROUPS = 16
 API_API_VERSIONS = 18
 
 ERROR_NONE = 0
 ERROR_CORRUPT_MESSAGE = 2
 ERROR_UNKNOWN_TOPIC_OR_PARTITION = 3
 ERROR_UNSUPPORTED_VERSION = 35
+ERROR_ILLEGAL_GENERATION = 22
+ERROR_INVALID_GROUP_ID = 24
+ERROR_UNKNOWN_MEMBER_ID = 25
+ERROR_REBALANCE_IN_PROGRESS = 27
 
 try:
     from crc32c import crc32c as _crc32c_native
@@ -64,6 +77,11 @@ def string(text):
         return struct.pack(">h", -1)
     data = text.encode()
     return struct.pack(">h", len(data)) + data
+
+
+def byte_string(data: bytes) -> bytes:
+    """BYTES: int32 length, then the bytes."""
+    return struct.pack(">i", len(data)) + data
 
 
 def compact_string(text: str) -> bytes:
@@ -155,6 +173,54 @@ def metadata_v4_body(topics, allow_auto_create=False):
     return topic_array + struct.pack(">?", allow_auto_create)
 
 
+# Group APIs, at their oldest versions with a plain (non-flexible) layout.
+
+
+def join_group_v1_body(group_id, member_id, protocols, protocol_type="consumer", session_timeout_ms=10_000):
+    """JoinGroup v1 from [(protocol name, metadata bytes)]."""
+    return (
+        string(group_id)
+        + struct.pack(">ii", session_timeout_ms, session_timeout_ms)
+        + string(member_id)
+        + string(protocol_type)
+        + array(string(name) + byte_string(metadata) for name, metadata in protocols)
+    )
+
+
+def sync_group_v0_body(group_id, generation_id, member_id, assignments=()):
+    """SyncGroup v0 from [(member id, assignment bytes)]."""
+    return (
+        string(group_id)
+        + struct.pack(">i", generation_id)
+        + string(member_id)
+        + array(string(member) + byte_string(assignment) for member, assignment in assignments)
+    )
+
+
+def heartbeat_v0_body(group_id, generation_id, member_id):
+    return string(group_id) + struct.pack(">i", generation_id) + string(member_id)
+
+
+def leave_group_v0_body(group_id, member_id):
+    return string(group_id) + string(member_id)
+
+
+def offset_commit_v2_body(group_id, generation_id, member_id, offsets):
+    """OffsetCommit v2 from {topic: {partition: offset}} (retention -1: the broker's)."""
+    def partitions(parts):
+        return array(struct.pack(">iq", partition, offset) + string(None) for partition, offset in parts.items())
+
+    topics = [string(topic) + partitions(parts) for topic, parts in offsets.items()]
+    head = string(group_id) + struct.pack(">i", generation_id) + string(member_id)
+    return head + struct.pack(">q", -1) + array(topics)
+
+
+def offset_fetch_v1_body(group_id, partitions):
+    """OffsetFetch v1 from {topic: [partition]}."""
+    topics = [string(topic) + array(struct.pack(">i", p) for p in parts) for topic, parts in partitions.items()]
+    return string(group_id) + array(topics)
+
+
 # --- responses --------------------------------------------------------------
 
 
@@ -175,6 +241,14 @@ class Reader:
         text = self.data[self.position:self.position + length].decode()
         self.position += length
         return text
+
+    def bytes(self):
+        length = self.take(">i")
+        if length < 0:
+            return None
+        data = self.data[self.position:self.position + length]
+        self.position += length
+        return data
 
     def array(self, read_item):
         count = self.take(">i")
@@ -219,6 +293,59 @@ def parse_metadata_v4(body: bytes):
         return name, error_code, len(reader.array(partition))
 
     return {name: (error_code, count) for name, error_code, count in reader.array(topic)}
+
+
+def parse_join_group_v1(body: bytes):
+    """(error_code, generation_id, protocol_name, leader, member_id, [(member_id, metadata)])"""
+    reader = Reader(body)
+    error_code, generation_id = reader.take(">hi")
+    protocol_name, leader, member_id = reader.string(), reader.string(), reader.string()
+    members = reader.array(lambda: (reader.string(), reader.bytes()))
+    return error_code, generation_id, protocol_name, leader, member_id, members
+
+
+def parse_sync_group_v0(body: bytes):
+    """(error_code, assignment)"""
+    reader = Reader(body)
+    return reader.take(">h"), reader.bytes()
+
+
+def parse_error_code_only(body: bytes) -> int:
+    """Heartbeat v0 and LeaveGroup v0: just an error code."""
+    return Reader(body).take(">h")
+
+
+def parse_offset_commit_v2(body: bytes):
+    """{(topic, partition): error_code}"""
+    reader = Reader(body)
+    result = {}
+    for topic, partitions in reader.array(lambda: (reader.string(), reader.array(lambda: reader.take(">ih")))):
+        for partition, error_code in partitions:
+            result[(topic, partition)] = error_code
+    return result
+
+
+def parse_offset_fetch_v1(body: bytes):
+    """{(topic, partition): (offset, error_code)}"""
+    reader = Reader(body)
+
+    def partition():
+        index, offset = reader.take(">iq")
+        reader.string()  # metadata
+        return index, offset, reader.take(">h")
+
+    result = {}
+    for topic, partitions in reader.array(lambda: (reader.string(), reader.array(partition))):
+        for index, offset, error_code in partitions:
+            result[(topic, index)] = (offset, error_code)
+    return result
+
+
+def parse_list_groups_v0(body: bytes):
+    """(error_code, [group_id])"""
+    reader = Reader(body)
+    error_code = reader.take(">h")
+    return error_code, [group for group, _ in reader.array(lambda: (reader.string(), reader.string()))]
 
 
 # --- a connection -----------------------------------------------------------

@@ -91,6 +91,11 @@ pub struct ServerConfig {
     pub offsets_topic_num_partitions: i32,
     /// Offsets of a group that stays empty this long are removed.
     pub offsets_retention_minutes: i64,
+    /// The same in milliseconds; when set it wins over the minutes (short
+    /// retentions for tests).
+    pub offsets_retention_ms: Option<i64>,
+    /// How often each shard removes expired offsets.
+    pub offsets_retention_check_interval_ms: u64,
     /// Session timeouts accepted from consumers.
     pub group_min_session_timeout_ms: i32,
     pub group_max_session_timeout_ms: i32,
@@ -129,6 +134,8 @@ impl Default for ServerConfig {
             startup_checks: true,
             offsets_topic_num_partitions: 8,
             offsets_retention_minutes: 7 * 24 * 60,
+            offsets_retention_ms: None,
+            offsets_retention_check_interval_ms: 600_000,
             group_min_session_timeout_ms: 6_000,
             group_max_session_timeout_ms: 1_800_000,
             group_initial_rebalance_delay_ms: 0,
@@ -204,6 +211,13 @@ pub struct ServeArgs {
     /// Remove the offsets of a group empty this long [default: 10080 (7 days)]
     #[arg(long, value_name = "MINUTES")]
     pub offsets_retention_minutes: Option<i64>,
+    /// Offset retention in milliseconds; overrides --offsets-retention-minutes
+    /// [default: unset]
+    #[arg(long, value_name = "MS")]
+    pub offsets_retention_ms: Option<i64>,
+    /// How often expired offsets are removed, in ms [default: 600000]
+    #[arg(long, value_name = "MS")]
+    pub offsets_retention_check_interval_ms: Option<u64>,
     /// Smallest consumer session timeout accepted [default: 6000]
     #[arg(long, value_name = "MS")]
     pub group_min_session_timeout_ms: Option<i32>,
@@ -237,7 +251,10 @@ impl ServerConfig {
         take!(log_retention_ms, log_retention_bytes, log_segment_bytes, message_max_bytes);
         take!(log_retention_check_interval_ms, flush_linger_us, cache_bytes_max, spin_before_park_us, startup_checks);
         take!(offsets_topic_num_partitions, offsets_retention_minutes, group_min_session_timeout_ms);
-        take!(group_max_session_timeout_ms, group_initial_rebalance_delay_ms);
+        take!(group_max_session_timeout_ms, group_initial_rebalance_delay_ms, offsets_retention_check_interval_ms);
+        if args.offsets_retention_ms.is_some() {
+            config.offsets_retention_ms = args.offsets_retention_ms;
+        }
         if args.advertised.is_some() {
             config.advertised = args.advertised.clone();
         }
@@ -285,6 +302,12 @@ impl ServerConfig {
         if self.group_min_session_timeout_ms > self.group_max_session_timeout_ms {
             return Err("group_min_session_timeout_ms is above group_max_session_timeout_ms".into());
         }
+        if self.offsets_retention_minutes < 1 || self.offsets_retention_ms.is_some_and(|ms| ms < 1) {
+            return Err("offsets_retention_minutes and offsets_retention_ms must be at least 1".into());
+        }
+        if self.offsets_retention_check_interval_ms == 0 {
+            return Err("offsets_retention_check_interval_ms must be at least 1".into());
+        }
         if self.connection_in_flight_max == 0 {
             return Err("connection_in_flight_max must be at least 1".into());
         }
@@ -301,6 +324,11 @@ impl ServerConfig {
         } else {
             std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
         }
+    }
+
+    /// How long the offsets of an empty group are kept, in milliseconds.
+    pub fn offsets_retention_ms(&self) -> i64 {
+        self.offsets_retention_ms.unwrap_or_else(|| self.offsets_retention_minutes.saturating_mul(60_000))
     }
 
     /// host and port advertised to clients.
@@ -391,5 +419,21 @@ mod tests {
         let err =
             ServerConfig::load(&ServeArgs { advertised: Some("nohost".into()), ..ServeArgs::default() }).unwrap_err();
         assert!(err.contains("HOST:PORT"), "{err}");
+        let err = ServerConfig::load(&ServeArgs { offsets_retention_ms: Some(0), ..ServeArgs::default() }).unwrap_err();
+        assert!(err.contains("offsets_retention_ms"), "{err}");
+    }
+
+    #[test]
+    fn offsets_retention_in_ms_wins_over_minutes() {
+        let config = ServerConfig::load(&ServeArgs::default()).unwrap();
+        assert_eq!(config.offsets_retention_ms(), 7 * 24 * 3600 * 1000);
+        let args = ServeArgs {
+            offsets_retention_minutes: Some(2),
+            offsets_retention_ms: Some(1500),
+            offsets_retention_check_interval_ms: Some(100),
+            ..ServeArgs::default()
+        };
+        let config = ServerConfig::load(&args).unwrap();
+        assert_eq!((config.offsets_retention_ms(), config.offsets_retention_check_interval_ms), (1500, 100));
     }
 }

@@ -33,7 +33,7 @@ use crate::group::{
     error_code, offsets_partition_for, record, Answer, Completion, GroupConfig, GroupCoordinator, GroupDescription,
     GroupListing, Handled, JoinRequest, JoinResponse, LeaveMember, LeaveResponse, OffsetCommitRequest,
     OffsetFetchPartition, PartitionResult, Record, SyncRequest, SyncResponse, Ticket, TopicPartition,
-    GROUP_METADATA_TOPIC_NAME, OFFSETS_RETENTION_MS_DEFAULT,
+    GROUP_METADATA_TOPIC_NAME,
 };
 use crate::mesh::{AnswerSlot, CoreRequest, CoreResponse};
 use crate::shard::ShardContext;
@@ -42,9 +42,6 @@ use crate::shard::ShardContext;
 const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
 const COORDINATOR_NOT_AVAILABLE: i16 = 15;
 const NOT_COORDINATOR: i16 = 16;
-
-/// How often expired offsets of empty groups are removed (Kafka: 10 min).
-const OFFSETS_RETENTION_CHECK_INTERVAL_MS: i64 = 600_000;
 
 /// A group API call, as it travels to the coordinating shard.
 #[derive(Debug)]
@@ -221,7 +218,7 @@ pub async fn execute(ctx: &Rc<ShardContext>, call: GroupCall) -> GroupAnswer {
     };
     if let Some(group_id) = group_of(&call) {
         if let Err(code) = readiness(ctx, &group_id) {
-            return GroupAnswer::Unavailable(code);
+            return not_ready_answer(&call, code);
         }
     }
     match call {
@@ -296,6 +293,22 @@ pub async fn execute(ctx: &Rc<ShardContext>, call: GroupCall) -> GroupAnswer {
             append_by_group(ctx, outcome.records).await;
             GroupAnswer::Delete(outcome.results)
         }
+    }
+}
+
+/// The answer to a call this shard cannot serve yet (`code` from
+/// [`readiness`]). While the group's partition is being replayed, Kafka
+/// answers a Heartbeat NONE ("respond just blindly": the member keeps its
+/// session) and a SyncGroup REBALANCE_IN_PROGRESS (the rebalance in flight
+/// is lost: the member rejoins without looking for the coordinator again);
+/// every other call gets the code itself.
+fn not_ready_answer(call: &GroupCall, code: i16) -> GroupAnswer {
+    match call {
+        GroupCall::Heartbeat { .. } if code == COORDINATOR_LOAD_IN_PROGRESS => GroupAnswer::Heartbeat(0),
+        GroupCall::Sync(_) if code == COORDINATOR_LOAD_IN_PROGRESS => {
+            GroupAnswer::Sync(SyncResponse::error(error_code::REBALANCE_IN_PROGRESS))
+        }
+        _ => GroupAnswer::Unavailable(code),
     }
 }
 
@@ -515,10 +528,10 @@ pub async fn timer_loop(ctx: Rc<ShardContext>) {
             let completions = ctx.groups.coordinator.borrow_mut().tick(now);
             process(&ctx, completions);
         }
-        if now - ctx.groups.last_offsets_expiry_ms.get() >= OFFSETS_RETENTION_CHECK_INTERVAL_MS {
+        let check_interval_ms = i64::try_from(ctx.config.offsets_retention_check_interval_ms).unwrap_or(i64::MAX);
+        if now - ctx.groups.last_offsets_expiry_ms.get() >= check_interval_ms {
             ctx.groups.last_offsets_expiry_ms.set(now);
-            let retention = ctx.config.offsets_retention_minutes.saturating_mul(60_000);
-            let retention = if retention > 0 { retention } else { OFFSETS_RETENTION_MS_DEFAULT };
+            let retention = ctx.config.offsets_retention_ms();
             let tombstones = ctx.groups.coordinator.borrow_mut().expire_offsets(now, retention);
             append_by_group(&ctx, tombstones).await;
         }
@@ -529,6 +542,36 @@ pub async fn timer_loop(ctx: Rc<ShardContext>) {
 mod tests {
     use super::*;
     use bytes::Bytes;
+
+    #[test]
+    fn heartbeats_and_syncs_during_a_load_answer_as_kafka_does() {
+        let heartbeat = || GroupCall::Heartbeat {
+            group_id: "g".into(),
+            generation_id: 1,
+            member_id: "m".into(),
+            group_instance_id: None,
+        };
+        assert!(matches!(not_ready_answer(&heartbeat(), COORDINATOR_LOAD_IN_PROGRESS), GroupAnswer::Heartbeat(0)));
+        assert!(matches!(not_ready_answer(&heartbeat(), NOT_COORDINATOR), GroupAnswer::Unavailable(NOT_COORDINATOR)));
+        let sync = GroupCall::Sync(SyncRequest {
+            group_id: "g".into(),
+            generation_id: 1,
+            member_id: "m".into(),
+            group_instance_id: None,
+            protocol_type: None,
+            protocol_name: None,
+            assignments: Vec::new(),
+        });
+        match not_ready_answer(&sync, COORDINATOR_LOAD_IN_PROGRESS) {
+            GroupAnswer::Sync(response) => assert_eq!(response.error_code, error_code::REBALANCE_IN_PROGRESS),
+            other => panic!("unexpected {other:?}"),
+        }
+        let fetch = GroupCall::FetchOffsets { group_id: "g".into(), partitions: None };
+        assert!(matches!(
+            not_ready_answer(&fetch, COORDINATOR_LOAD_IN_PROGRESS),
+            GroupAnswer::Unavailable(COORDINATOR_LOAD_IN_PROGRESS)
+        ));
+    }
 
     #[test]
     fn batches_round_trip_with_tombstones() {

@@ -172,7 +172,9 @@ impl GroupCoordinator {
     /// unknown, which creates it). A member's commit in Stable or
     /// PreparingRebalance also restarts its session; in CompletingRebalance
     /// it is refused with REBALANCE_IN_PROGRESS. An unknown group refuses a
-    /// generation >= 0 with ILLEGAL_GENERATION.
+    /// generation >= 0 with ILLEGAL_GENERATION and a member id (or instance
+    /// id) with UNKNOWN_MEMBER_ID; a simple commit creates it when its
+    /// offsets are applied.
     pub fn validate_commit(
         &mut self,
         group_id: &str,
@@ -185,14 +187,18 @@ impl GroupCoordinator {
         if group_id.len() > STRING_BYTES_MAX {
             return INVALID_GROUP_ID;
         }
-        if !self.groups.contains_key(group_id) {
-            if generation_id >= 0 {
-                return ILLEGAL_GENERATION;
-            }
-            self.groups.insert(group_id.to_owned(), GroupMetadata::new(group_id, now_ms));
-        }
         let Some(group) = self.groups.get_mut(group_id) else {
-            return COORDINATOR_NOT_AVAILABLE;
+            // Kafka creates the group here, before validating the member.
+            // It is created by `complete_commit` instead, once offsets are
+            // stored: a refused commit (or a failed append) leaves no Empty
+            // group without offsets behind, listed until the next expiry pass.
+            let simple_commit = member_id.is_empty() && group_instance_id.is_none();
+            return match (generation_id >= 0, simple_commit) {
+                (true, _) => ILLEGAL_GENERATION,
+                // An unknown group has no members to validate against.
+                (false, false) => UNKNOWN_MEMBER_ID,
+                (false, true) => NONE,
+            };
         };
         if generation_id >= 0 || !member_id.is_empty() || group_instance_id.is_some() {
             if let Some(code) = validate_current_member(group, member_id, group_instance_id) {

@@ -124,6 +124,28 @@ fn a_commit_with_a_generation_to_an_unknown_group_gets_illegal_generation() {
 }
 
 #[test]
+fn a_refused_commit_to_an_unknown_group_leaves_no_group_behind() {
+    let mut h = Harness::new();
+    assert_eq!(commit(&mut h, -1, "someone", &[("orders", 0, 1)]), vec![UNKNOWN_MEMBER_ID]);
+    let mut request = commit_request(-1, "", &[("orders", 0, 1)]);
+    request.group_instance_id = Some("instance".into());
+    assert_eq!(h.coordinator.commit(&request, h.now_ms).partitions[0].error_code, UNKNOWN_MEMBER_ID);
+    let mut request = commit_request(-1, "", &[("orders", 0, 1)]);
+    request.partitions[0].metadata = Some("m".repeat(5000));
+    let outcome = h.coordinator.commit(&request, h.now_ms);
+    assert_eq!(outcome.partitions[0].error_code, OFFSET_METADATA_TOO_LARGE);
+    h.coordinator.complete_commit(&outcome, h.now_ms);
+    assert_eq!(h.state(), None, "no group is created");
+    assert!(h.coordinator.list_groups().is_empty());
+    // A simple commit whose append fails (never completed) creates none either.
+    let outcome = h.coordinator.commit(&commit_request(-1, "", &[("orders", 0, 1)]), h.now_ms);
+    assert_eq!(outcome.partitions[0].error_code, NONE);
+    assert_eq!(h.state(), None);
+    h.coordinator.complete_commit(&outcome, h.now_ms);
+    assert_eq!(h.state(), Some(GroupState::Empty));
+}
+
+#[test]
 fn offset_metadata_over_the_limit_is_refused_per_partition() {
     let mut h = Harness::with_config(GroupConfig { offset_metadata_max_bytes: 4, ..test_config() });
     let mut request = commit_request(-1, "", &[("orders", 0, 1), ("orders", 1, 2)]);
