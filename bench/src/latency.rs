@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Largest latency a histogram holds: one hour in microseconds.
 const LATENCY_US_MAX: u64 = 3_600_000_000;
@@ -22,13 +22,16 @@ pub fn record(histogram: &mut Histogram<u64>, elapsed: Duration) {
 }
 
 /// Percentiles of one histogram, microseconds.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct LatencySummary {
     pub count: u64,
     pub p50: u64,
     pub p90: u64,
     pub p99: u64,
     pub p999: u64,
+    /// p99.99; absent from files written before it was added.
+    #[serde(default)]
+    pub p9999: u64,
     pub max: u64,
     pub mean: f64,
 }
@@ -44,6 +47,7 @@ impl LatencySummary {
             p90: histogram.value_at_quantile(0.90),
             p99: histogram.value_at_quantile(0.99),
             p999: histogram.value_at_quantile(0.999),
+            p9999: histogram.value_at_quantile(0.9999),
             max: histogram.max(),
             mean: histogram.mean(),
         }
@@ -54,8 +58,8 @@ impl std::fmt::Display for LatencySummary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "p50 {} us, p90 {} us, p99 {} us, p99.9 {} us, max {} us ({} samples)",
-            self.p50, self.p90, self.p99, self.p999, self.max, self.count
+            "p50 {} us, p90 {} us, p99 {} us, p99.9 {} us, p99.99 {} us, max {} us ({} samples)",
+            self.p50, self.p90, self.p99, self.p999, self.p9999, self.max, self.count
         )
     }
 }

@@ -109,7 +109,7 @@ const EXTRA_VALUES: [&str; 8] = ["eu-west", "us-east", "mobile", "desktop", "spr
 
 /// Writes one JSON-like event of exactly `len` bytes into `out` (cut short
 /// if `len` is smaller than the event, padded with more fields if larger).
-fn json_value(rng: &mut SplitMix64, sequence: u64, len: usize, out: &mut Vec<u8>) {
+pub fn json_value(rng: &mut SplitMix64, sequence: u64, len: usize, out: &mut Vec<u8>) {
     out.clear();
     let _ = write!(
         out,
