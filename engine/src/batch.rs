@@ -313,10 +313,17 @@ pub fn read_varint(bytes: &[u8]) -> Option<(i64, usize)> {
     None
 }
 
+/// The record walk of `check`, one pass and no allocation: each record's
+/// length is a positive varint and the record lies within the batch, and
+/// its timestamp and offset delta varints (after the attributes byte)
+/// parse within the record, since lookups by timestamp read them back.
+/// Costs about twice the CRC when every varint is decoded byte by byte, so
+/// the length takes a fast path for its usual one or two bytes and the two
+/// deltas are only skipped, both found with one 8-byte load when they fit.
 fn check_record_framing(records: &[u8], records_count: i32) -> Result<(), BatchError> {
     let mut at = 0usize;
     for _ in 0..records_count {
-        let Some((length, used)) = read_varint(&records[at..]) else {
+        let Some((length, used)) = read_varint_fast(&records[at..]) else {
             return Err(BatchError::Records { reason: "record length is not a valid varint" });
         };
         if length <= 0 {
@@ -326,11 +333,8 @@ fn check_record_framing(records: &[u8], records_count: i32) -> Result<(), BatchE
         if length as u64 > (records.len() - at) as u64 {
             return Err(BatchError::Records { reason: "record extends past the batch" });
         }
-        // The fields read back later (for lookups by timestamp) must parse:
-        // attributes i8, timestamp delta and offset delta varints.
         let record = &records[at..at + length as usize];
-        let deltas = read_varint(&record[1..]).and_then(|(_, used)| read_varint(&record[1 + used..]));
-        if deltas.is_none() {
+        if skip_two_varints(&record[1..]).is_none() {
             return Err(BatchError::Records { reason: "record timestamp or offset delta is not a valid varint" });
         }
         at += length as usize;
@@ -339,6 +343,42 @@ fn check_record_framing(records: &[u8], records_count: i32) -> Result<(), BatchE
         return Err(BatchError::Records { reason: "bytes left after the last record" });
     }
     Ok(())
+}
+
+/// [`read_varint`] with the one- and two-byte encodings inlined.
+#[inline(always)]
+fn read_varint_fast(bytes: &[u8]) -> Option<(i64, usize)> {
+    let zigzag = |raw: u64| ((raw >> 1) as i64) ^ -((raw & 1) as i64);
+    match *bytes {
+        [b0, ..] if b0 < 0x80 => Some((zigzag(u64::from(b0)), 1)),
+        [b0, b1, ..] if b1 < 0x80 => Some((zigzag(u64::from(b0 & 0x7f) | (u64::from(b1) << 7)), 2)),
+        _ => read_varint(bytes),
+    }
+}
+
+/// Bytes taken by the two varints at the start of `bytes`, each ending
+/// within `bytes` and within 10 bytes (as [`read_varint`] requires), or
+/// `None`.
+#[inline(always)]
+fn skip_two_varints(bytes: &[u8]) -> Option<usize> {
+    const CONTINUATION_BITS: u64 = 0x8080_8080_8080_8080;
+    if let Some(word) = bytes.first_chunk::<8>() {
+        // A byte without its continuation bit ends a varint.
+        let ends = !u64::from_le_bytes(*word) & CONTINUATION_BITS;
+        let second = ends & ends.wrapping_sub(1);
+        if second != 0 {
+            return Some(second.trailing_zeros() as usize / 8 + 1);
+        }
+    }
+    let first = varint_len(bytes)?;
+    Some(first + varint_len(&bytes[first..])?)
+}
+
+/// Bytes taken by the varint at the start of `bytes`, if it ends within
+/// them and within 10 bytes.
+#[inline(always)]
+fn varint_len(bytes: &[u8]) -> Option<usize> {
+    bytes.iter().take(10).position(|b| b & 0x80 == 0).map(|end| end + 1)
 }
 
 /// Timestamp deltas and offset deltas of the records of an uncompressed
@@ -579,5 +619,87 @@ mod tests {
     fn record_deltas_of_uncompressed_batch() {
         let b = build::batch(&[b"a", b"b", b"c"], 10);
         assert_eq!(uncompressed_record_deltas(&b).unwrap(), vec![(0, 0), (1, 1), (2, 2)]);
+    }
+
+    /// The byte-by-byte record walk `check_record_framing` replaced: the
+    /// fast walk must accept and refuse exactly what it did.
+    fn record_framing_reference(records: &[u8], records_count: i32) -> Result<(), &'static str> {
+        let mut at = 0usize;
+        for _ in 0..records_count {
+            let (length, used) = read_varint(&records[at..]).ok_or("record length is not a valid varint")?;
+            if length <= 0 {
+                return Err("record length is not positive");
+            }
+            at += used;
+            if length as u64 > (records.len() - at) as u64 {
+                return Err("record extends past the batch");
+            }
+            let record = &records[at..at + length as usize];
+            read_varint(&record[1..])
+                .and_then(|(_, used)| read_varint(&record[1 + used..]))
+                .ok_or("record timestamp or offset delta is not a valid varint")?;
+            at += length as usize;
+        }
+        if at != records.len() {
+            return Err("bytes left after the last record");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn fast_record_walk_matches_the_byte_by_byte_walk() {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let values: Vec<Vec<u8>> = (0..40).map(|i| vec![b'v'; (i * 37) % 300]).collect();
+        let refs: Vec<&[u8]> = values.iter().map(Vec::as_slice).collect();
+        let batch = build::batch(&refs, 1_700_000_000_000);
+        let clean = batch[HEADER_BYTES..].to_vec();
+        let count = refs.len() as i32;
+        for round in 0..20_000 {
+            let mut records = clean.clone();
+            // Mutate a few bytes (continuation bits and lengths especially), maybe truncate.
+            for _ in 0..(round % 4) {
+                let at = (next() as usize) % records.len();
+                records[at] = match next() % 4 {
+                    0 => records[at] ^ 0x80,
+                    1 => 0xff,
+                    2 => 0x00,
+                    _ => next() as u8,
+                };
+            }
+            if round % 7 == 0 {
+                records.truncate((next() as usize) % (records.len() + 1));
+            }
+            let claimed = match round % 5 {
+                0 => count - 1,
+                1 => count + 1,
+                _ => count,
+            };
+            let fast = check_record_framing(&records, claimed).map_err(|e| match e {
+                BatchError::Records { reason } => reason,
+                other => panic!("unexpected {other:?}"),
+            });
+            assert_eq!(fast, record_framing_reference(&records, claimed), "round {round}");
+        }
+        // Varints of every length at the end of a record.
+        for tail in 1..=12usize {
+            let mut record = vec![0u8];
+            record.extend(std::iter::repeat_n(0x80u8, tail - 1));
+            record.push(0x01);
+            record.push(0x00);
+            let mut records = Vec::new();
+            put_varint(&mut records, record.len() as i64);
+            records.extend_from_slice(&record);
+            let fast = check_record_framing(&records, 1).map_err(|e| match e {
+                BatchError::Records { reason } => reason,
+                other => panic!("unexpected {other:?}"),
+            });
+            assert_eq!(fast, record_framing_reference(&records, 1), "varint of {tail} bytes");
+        }
     }
 }

@@ -742,6 +742,7 @@ async fn replace_segment<S: Storage>(
         let old_file = std::mem::replace(&mut replaced.file, file);
         replaced.meta = meta;
         replaced.flushed = replaced.meta.size;
+        replaced.issued = replaced.meta.size;
         replaced.tail_block = Vec::new();
         // The cache holds batches in offset order: drop every one up to this
         // segment's end, so a cache hit never skips the compacted range.

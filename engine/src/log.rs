@@ -16,8 +16,8 @@
 //! Read path: [`Log::read`] returns whole batches as slices of the cache or
 //! of aligned DMA read buffers, for the network layer to send as they are.
 
-use std::cell::RefCell;
-use std::collections::VecDeque;
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
 use std::io;
 use std::ops::Deref;
@@ -40,6 +40,37 @@ use crate::shard::Shard;
 /// offset below it is durable and was verified, so recovery scans only
 /// segments from there on. Text: `pinion-recovery-point v1\n<offset>\n`.
 pub const RECOVERY_POINT_FILE: &str = "recovery-point";
+
+/// Flush rounds of one log that may be in flight at once.
+pub(crate) const ROUNDS_IN_FLIGHT_MAX: u32 = 4;
+/// A round hands at most this many `write_bytes_max` pieces' worth of
+/// batches to writes (at least one batch), so rounds stay small enough to
+/// overlap.
+const ROUND_WRITES_MAX: usize = 2;
+
+/// One aligned O_DIRECT write of a flush round.
+struct Piece<F: StorageFile> {
+    file: Rc<F>,
+    buf: F::WriteBuf,
+    position: u64,
+    /// Rewrites the partial block an earlier round may still be writing:
+    /// issued only once every earlier round's writes completed.
+    ordered: bool,
+}
+
+/// What [`LogInner::plan_round`] hands to [`LogInner::run_round`].
+struct FlushRound<F: StorageFile> {
+    /// Plan order; results apply in this order.
+    ticket: u64,
+    /// Every offset below is written once this round and all earlier ones are.
+    target: i64,
+    want_sync: bool,
+    pieces: Vec<Piece<F>>,
+    /// `(segment_base, flushed)`: bytes of the segment on the device after this round.
+    updates: Vec<(i64, u64)>,
+    sync_files: Vec<Rc<F>>,
+    extensions: Vec<(Rc<F>, u64)>,
+}
 
 /// What the caller waits for after an append.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,7 +163,16 @@ pub(crate) struct LogState<S: Storage> {
     pub unflushed_from: usize,
     pub unflushed_bytes: usize,
     pub poisoned: Option<Rc<str>>,
-    pub flushing: bool,
+    /// Flush rounds planned and not yet finished (written, synced, sealed
+    /// segments finished).
+    pub rounds_in_flight: u32,
+    /// Round tickets handed out, and rounds whose writes have applied (in order).
+    pub round_tickets_issued: u64,
+    pub rounds_applied: u64,
+    /// A round is finishing sealed segments.
+    pub finishing_sealed: bool,
+    /// The latest round planned to fdatasync.
+    pub last_sync_ticket: Option<u64>,
     pub rolling: bool,
     pub closed: bool,
     /// Queued in the shard's dirty list.
@@ -195,7 +235,17 @@ pub(crate) struct LogInner<S: Storage> {
     pub dir: PathBuf,
     pub shard: Rc<Shard<S>>,
     pub state: RefCell<LogState<S>>,
+    /// Tasks waiting for any change of the log (turns, rolls, flush rounds, locks).
     wakers: RefCell<Vec<Waker>>,
+    /// Tasks waiting for new data (`wait_for_data`): woken by appends, which
+    /// wake nobody else.
+    data_wakers: RefCell<Vec<Waker>>,
+    /// Tasks waiting until an offset is written, or durable, keyed by that
+    /// offset (and a tie-breaking sequence), so that a flush round wakes
+    /// only the waiters it satisfied instead of every acks waiter.
+    written_waiters: RefCell<BTreeMap<(i64, u64), Waker>>,
+    durable_waiters: RefCell<BTreeMap<(i64, u64), Waker>>,
+    waiter_seq: Cell<u64>,
     /// Held by compaction, retention and truncation, which replace or delete sealed segments.
     pub(crate) segments_lock: crate::compaction::SegmentsLock,
 }
@@ -223,10 +273,24 @@ impl<S: Storage> std::fmt::Debug for Log<S> {
     }
 }
 
-/// Resolves the first time it is polled after a wake-up of the log.
+/// Which of the log's waiter lists a [`Changed`] registers in.
+#[derive(Debug, Clone, Copy)]
+enum WaitFor {
+    /// Any change (see `LogInner::wakers`).
+    Change,
+    /// New data.
+    Data,
+    /// `written_offset` past this offset.
+    Written(i64),
+    /// `durable_offset` past this offset.
+    Durable(i64),
+}
+
+/// Resolves the first time it is polled after a wake-up of its waiter list.
 pub(crate) struct Changed<'a, S: Storage> {
     log: &'a LogInner<S>,
     registered: bool,
+    wait_for: WaitFor,
 }
 
 impl<S: Storage> Future for Changed<'_, S> {
@@ -236,25 +300,93 @@ impl<S: Storage> Future for Changed<'_, S> {
             return Poll::Ready(());
         }
         self.registered = true;
-        self.log.wakers.borrow_mut().push(cx.waker().clone());
+        let log = self.log;
+        let waker = cx.waker().clone();
+        match self.wait_for {
+            WaitFor::Change => log.wakers.borrow_mut().push(waker),
+            WaitFor::Data => log.data_wakers.borrow_mut().push(waker),
+            WaitFor::Written(offset) => {
+                log.written_waiters.borrow_mut().insert((offset, log.next_waiter_seq()), waker);
+            }
+            WaitFor::Durable(offset) => {
+                log.durable_waiters.borrow_mut().insert((offset, log.next_waiter_seq()), waker);
+            }
+        }
         Poll::Pending
+    }
+}
+
+fn wake_list(wakers: &RefCell<Vec<Waker>>) {
+    let wakers = std::mem::take(&mut *wakers.borrow_mut());
+    for waker in wakers {
+        waker.wake();
     }
 }
 
 impl<S: Storage> LogInner<S> {
     pub(crate) fn new(dir: PathBuf, shard: Rc<Shard<S>>, state: LogState<S>) -> Self {
         let segments_lock = crate::compaction::SegmentsLock::default();
-        Self { dir, shard, state: RefCell::new(state), wakers: RefCell::new(Vec::new()), segments_lock }
+        Self {
+            dir,
+            shard,
+            state: RefCell::new(state),
+            wakers: RefCell::new(Vec::new()),
+            data_wakers: RefCell::new(Vec::new()),
+            written_waiters: RefCell::new(BTreeMap::new()),
+            durable_waiters: RefCell::new(BTreeMap::new()),
+            waiter_seq: Cell::new(0),
+            segments_lock,
+        }
+    }
+
+    fn next_waiter_seq(&self) -> u64 {
+        let seq = self.waiter_seq.get().wrapping_add(1);
+        self.waiter_seq.set(seq);
+        seq
     }
 
     pub(crate) fn changed(&self) -> Changed<'_, S> {
-        Changed { log: self, registered: false }
+        self.changed_for(WaitFor::Change)
     }
 
+    fn changed_for(&self, wait_for: WaitFor) -> Changed<'_, S> {
+        Changed { log: self, registered: false, wait_for }
+    }
+
+    /// Wakes every waiter of every kind (poisoning, rolls, truncation, close).
     pub(crate) fn wake_all(&self) {
-        let wakers = std::mem::take(&mut *self.wakers.borrow_mut());
-        for waker in wakers {
-            waker.wake();
+        self.wake_changed();
+        wake_list(&self.data_wakers);
+        for waiters in [&self.written_waiters, &self.durable_waiters] {
+            let waiters = std::mem::take(&mut *waiters.borrow_mut());
+            for waker in waiters.into_values() {
+                waker.wake();
+            }
+        }
+    }
+
+    /// Wakes the waiters for any change, not those for data or offsets.
+    pub(crate) fn wake_changed(&self) {
+        wake_list(&self.wakers);
+    }
+
+    /// After a flush round moved `written_offset` or `durable_offset`: wakes
+    /// the waiters for any change and the offset waiters now satisfied.
+    fn wake_progress(&self) {
+        self.wake_changed();
+        let (written, durable) = {
+            let st = self.state.borrow();
+            (st.written_offset, st.durable_offset)
+        };
+        for (waiters, reached) in [(&self.written_waiters, written), (&self.durable_waiters, durable)] {
+            let satisfied = {
+                let mut waiters = waiters.borrow_mut();
+                let rest = waiters.split_off(&(reached, 0));
+                std::mem::replace(&mut *waiters, rest)
+            };
+            for waker in satisfied.into_values() {
+                waker.wake();
+            }
         }
     }
 
@@ -264,31 +396,78 @@ impl<S: Storage> LogInner<S> {
         self.wake_all();
     }
 
-    /// Writes everything appended so far that is not yet on the device, then,
-    /// if a caller waits for durability, fdatasyncs once for all of them
-    /// (group commit); finishes segments sealed by a roll. Called only by
-    /// the shard's flusher, one round per log at a time.
+    /// Plans one flush round and runs it: hands at most `round_bytes_max`
+    /// of the batches not yet handed to a write to aligned buffers, writes
+    /// them, moves `written_offset` once every earlier round's writes are
+    /// complete too, then, if a caller waits for durability, fdatasyncs
+    /// once for all of them (group commit) and finishes segments sealed by
+    /// a roll. Called only by the shard's flusher.
+    ///
+    /// Up to `ROUNDS_IN_FLIGHT_MAX` rounds of a log run at once, so the disk
+    /// never idles while the next round is copied. Their writes touch
+    /// disjoint blocks except one: the partial block at the end of a round,
+    /// which the next round rewrites whole. That piece is issued only after
+    /// every earlier round's writes completed, so an older version of the
+    /// block never lands last. Rounds apply their results in plan order.
     pub(crate) async fn flush_round(self: &Rc<Self>) {
-        type Piece<F> = (Rc<F>, <F as StorageFile>::WriteBuf, u64);
+        let round = self.plan_round();
+        self.run_round(round).await;
+    }
+
+    /// Whether another round of this log may start now: when none is in
+    /// flight, or (up to `ROUNDS_IN_FLIGHT_MAX`) when at least a whole
+    /// `write_bytes_max` piece waits. Under a light load the next round
+    /// waits for the one in flight and takes everything that came
+    /// meanwhile, as one write, instead of many small overlapping ones
+    /// that each rewrite the tail block.
+    pub(crate) fn has_round_capacity(&self) -> bool {
+        let st = self.state.borrow();
+        st.rounds_in_flight == 0
+            || (st.rounds_in_flight < ROUNDS_IN_FLIGHT_MAX
+                && st.unflushed_bytes >= self.shard.config.write_bytes_max.max(4096))
+    }
+
+    fn plan_round(self: &Rc<Self>) -> FlushRound<S::File> {
         let write_bytes_max = self.shard.config.write_bytes_max.max(4096);
-        let mut pieces: Vec<Piece<S::File>> = Vec::new();
-        let mut updates: Vec<(i64, u64, Vec<u8>)> = Vec::new();
-        let mut sync_files: Vec<Rc<S::File>> = Vec::new();
-        let mut extensions: Vec<(Rc<S::File>, u64)> = Vec::new();
-        let (target, want_sync, handed_bytes) = {
+        let round_bytes_max = write_bytes_max * ROUND_WRITES_MAX;
+        let mut round = FlushRound {
+            ticket: 0,
+            target: 0,
+            want_sync: false,
+            pieces: Vec::new(),
+            updates: Vec::new(),
+            sync_files: Vec::new(),
+            extensions: Vec::new(),
+        };
+        let mut issued_updates: Vec<(i64, u64, Vec<u8>)> = Vec::new();
+        let leftover = {
             let mut st = self.state.borrow_mut();
             st.dirty = false;
-            if st.poisoned.is_some() || st.flushing {
-                return;
+            round.ticket = st.round_tickets_issued;
+            st.round_tickets_issued += 1;
+            st.rounds_in_flight += 1;
+            if st.poisoned.is_some() {
+                return round;
             }
-            let want_sync = st.durable_wanted > st.durable_offset;
-            let target = st.log_end_offset;
+            let earlier_unapplied = st.rounds_applied < round.ticket;
+            round.want_sync = st.durable_wanted > st.durable_offset;
+            if round.want_sync {
+                st.last_sync_ticket = Some(round.ticket);
+            }
             let start = st.unflushed_from;
+            let mut end = start;
+            let mut handed_bytes = 0usize;
+            while end < st.cache.len() && (end == start || handed_bytes + st.cache[end].bytes.len() <= round_bytes_max)
+            {
+                handed_bytes += st.cache[end].bytes.len();
+                end += 1;
+            }
+            round.target = if end < st.cache.len() { st.cache[end].base_offset } else { st.log_end_offset };
             let mut i = start;
-            while i < st.cache.len() {
+            while i < end {
                 let segment_base = st.cache[i].segment_base;
                 let mut j = i;
-                while j < st.cache.len() && st.cache[j].segment_base == segment_base {
+                while j < end && st.cache[j].segment_base == segment_base {
                     j += 1;
                 }
                 let seg_index = st.segment_index(segment_base).expect("cached batch of a live segment");
@@ -299,14 +478,19 @@ impl<S: Storage> LogInner<S> {
                 if st.config.preallocate && needed_end > st.segments[seg_index].preallocated {
                     let reserve = crate::segment::preallocation_target(needed_end, st.config.segment_bytes);
                     st.segments[seg_index].preallocated = reserve;
-                    extensions.push((st.segments[seg_index].file.clone(), reserve));
+                    round.extensions.push((st.segments[seg_index].file.clone(), reserve));
                 }
                 let segment = &st.segments[seg_index];
                 let alignment = segment.file.alignment();
-                let region_start = align_down(segment.flushed, alignment);
+                let region_start = align_down(segment.issued, alignment);
                 let last = &st.cache[j - 1];
                 let region_end = last.position + last.bytes.len() as u64;
-                debug_assert_eq!(st.cache[i].position, segment.flushed, "flush must continue where the last ended");
+                debug_assert_eq!(st.cache[i].position, segment.issued, "flush must continue where the last ended");
+                assert_eq!(
+                    region_start + segment.tail_block.len() as u64,
+                    segment.issued,
+                    "the kept tail block ends where the handed data ends"
+                );
                 let padded_end = align_up(region_end, alignment);
                 // Fill each aligned piece from the kept tail block and the batches.
                 let mut batch_cursor = i;
@@ -314,16 +498,26 @@ impl<S: Storage> LogInner<S> {
                 let mut new_tail = Vec::new();
                 while piece_start < padded_end {
                     let piece_end = (piece_start + write_bytes_max as u64).min(padded_end);
-                    let mut buf = segment.file.alloc_write_buf((piece_end - piece_start) as usize);
+                    // Not zero-filled: every byte is overwritten below (kept
+                    // tail block, batches, then zeros up to the block end).
+                    let mut buf = self.shard.take_write_buf(&segment.file, (piece_end - piece_start) as usize);
                     let out = buf.as_mut();
-                    // The partial block already on the device.
-                    if piece_start == region_start && !segment.tail_block.is_empty() {
+                    // The partial block already handed to an earlier write.
+                    let rewrites_tail = piece_start == region_start && !segment.tail_block.is_empty();
+                    if piece_start == region_start {
                         out[..segment.tail_block.len()].copy_from_slice(&segment.tail_block);
                     }
                     while batch_cursor < j {
                         let cached = &st.cache[batch_cursor];
                         let b_start = cached.position;
                         let b_end = b_start + cached.bytes.len() as u64;
+                        debug_assert!(
+                            batch_cursor == i || {
+                                let previous = &st.cache[batch_cursor - 1];
+                                b_start == previous.position + previous.bytes.len() as u64
+                            },
+                            "cached batches of a segment are contiguous"
+                        );
                         let from = b_start.max(piece_start);
                         let to = b_end.min(piece_end);
                         if from < to {
@@ -337,90 +531,158 @@ impl<S: Storage> LogInner<S> {
                         }
                     }
                     if piece_end == padded_end {
+                        // Zeros after the last batch up to the block end, so
+                        // recovery sees the end of the log there.
+                        out[(region_end - piece_start) as usize..].fill(0);
                         let tail_start = align_down(region_end, alignment);
                         new_tail =
                             out[(tail_start - piece_start) as usize..(region_end - piece_start) as usize].to_vec();
                     }
-                    pieces.push((segment.file.clone(), buf, piece_start));
+                    let ordered = rewrites_tail && earlier_unapplied;
+                    round.pieces.push(Piece { file: segment.file.clone(), buf, position: piece_start, ordered });
                     piece_start = piece_end;
                 }
-                updates.push((segment_base, region_end, new_tail));
-                if !sync_files.iter().any(|f| Rc::ptr_eq(f, &segment.file)) {
-                    sync_files.push(segment.file.clone());
+                issued_updates.push((segment_base, region_end, new_tail));
+                round.updates.push((segment_base, region_end));
+                if !round.sync_files.iter().any(|f| Rc::ptr_eq(f, &segment.file)) {
+                    round.sync_files.push(segment.file.clone());
                 }
                 i = j;
             }
-            if want_sync {
+            for (segment_base, issued, tail) in issued_updates {
+                let k = st.segment_index(segment_base).expect("planned segment is live");
+                st.segments[k].issued = issued;
+                st.segments[k].tail_block = tail;
+            }
+            if round.want_sync {
                 let active = st.active().file.clone();
-                if !sync_files.iter().any(|f| Rc::ptr_eq(f, &active)) {
-                    sync_files.push(active);
+                if !round.sync_files.iter().any(|f| Rc::ptr_eq(f, &active)) {
+                    round.sync_files.push(active);
                 }
                 // A segment sealed since an earlier round wrote it (unsynced)
                 // holds offsets below `target` too: the durable offset may
                 // move only once it is synced, not when it is finished later.
                 for segment in st.segments.iter().filter(|s| s.sealed && !s.finished) {
-                    if !sync_files.iter().any(|f| Rc::ptr_eq(f, &segment.file)) {
-                        sync_files.push(segment.file.clone());
+                    if !round.sync_files.iter().any(|f| Rc::ptr_eq(f, &segment.file)) {
+                        round.sync_files.push(segment.file.clone());
                     }
                 }
             }
-            let handed_bytes = st.unflushed_bytes;
-            st.unflushed_from = st.cache.len();
-            st.unflushed_bytes = 0;
-            st.flushing = true;
-            (target, want_sync, handed_bytes)
+            st.unflushed_from = end;
+            st.unflushed_bytes = st.unflushed_bytes.saturating_sub(handed_bytes);
+            self.shard.note_handed_to_write(handed_bytes);
+            end < st.cache.len()
         };
-        self.shard.note_handed_to_write(handed_bytes);
+        if leftover {
+            // The rest goes to the next round, which may start at once.
+            self.shard.mark_dirty(self);
+        }
+        round
+    }
 
+    async fn run_round(self: &Rc<Self>, round: FlushRound<S::File>) {
+        let FlushRound { ticket, target, want_sync, pieces, updates, sync_files, extensions } = round;
         let started = std::time::Instant::now();
+        let mut failure = None;
         for (file, reserve) in extensions {
             if let Err(e) = file.preallocate(reserve).await {
-                self.state.borrow_mut().flushing = false;
-                self.poison(format!("preallocating {reserve} bytes in {} failed: {e}", self.dir.display()));
-                return;
+                failure = Some(format!("preallocating {reserve} bytes in {} failed: {e}", self.dir.display()));
+                break;
             }
         }
         let piece_count = pieces.len();
-        let writes = pieces.into_iter().map(|(file, buf, pos)| async move { file.write_at(buf, pos).await });
-        let results = join_all(writes.collect()).await;
-        if let Some(e) = results.into_iter().find_map(Result::err) {
-            self.state.borrow_mut().flushing = false;
-            self.poison(format!("O_DIRECT write in {} failed: {e}", self.dir.display()));
-            return;
-        }
-        if piece_count > 0 {
-            self.shard.stats.borrow_mut().note_write(piece_count, started.elapsed());
-        }
-        {
-            let mut st = self.state.borrow_mut();
-            for (segment_base, flushed, tail) in updates {
-                if let Some(k) = st.segment_index(segment_base) {
-                    st.segments[k].flushed = flushed;
-                    st.segments[k].tail_block = tail;
+        if failure.is_none() && piece_count > 0 {
+            let writes = pieces.into_iter().map(|piece| async move {
+                if piece.ordered {
+                    self.wait_for_rounds_applied(ticket).await;
+                    if self.state.borrow().poisoned.is_some() {
+                        return Ok(());
+                    }
                 }
+                let (result, reusable) = piece.file.write_at_reusing(piece.buf, piece.position).await;
+                if let Some(buf) = reusable {
+                    self.shard.recycle_write_buf(buf);
+                }
+                result
+            });
+            let results = join_all(writes.collect()).await;
+            if let Some(e) = results.into_iter().find_map(Result::err) {
+                failure = Some(format!("O_DIRECT write in {} failed: {e}", self.dir.display()));
+            } else {
+                self.shard.stats.borrow_mut().note_write(piece_count, started.elapsed());
             }
-            st.written_offset = st.written_offset.max(target);
         }
-        if want_sync {
+        if let Some(reason) = failure {
+            self.poison(reason);
+        }
+        // Results apply in plan order: `written_offset` says every byte below is on the device.
+        self.wait_for_rounds_applied(ticket).await;
+        let healthy = {
+            let mut st = self.state.borrow_mut();
+            let healthy = st.poisoned.is_none();
+            if healthy {
+                for (segment_base, flushed) in updates {
+                    if let Some(k) = st.segment_index(segment_base) {
+                        st.segments[k].flushed = flushed;
+                    }
+                }
+                st.written_offset = st.written_offset.max(target);
+            }
+            st.rounds_applied += 1;
+            healthy
+        };
+        self.wake_progress();
+        // Group commit across overlapping rounds: when a later round will
+        // fdatasync after its own writes (which follow these), its sync
+        // covers this round's target too, so this one skips its own.
+        let superseded = self.state.borrow().last_sync_ticket.is_some_and(|last| last > ticket);
+        if healthy && want_sync && !superseded {
             let started = std::time::Instant::now();
             let syncs = sync_files.iter().map(|f| f.fdatasync());
             let results = join_all(syncs.collect()).await;
             if let Some(e) = results.into_iter().find_map(Result::err) {
-                self.state.borrow_mut().flushing = false;
                 self.poison(format!("fdatasync in {} failed: {e}", self.dir.display()));
-                return;
+            } else {
+                self.shard.stats.borrow_mut().note_fsync(started.elapsed());
+                let mut st = self.state.borrow_mut();
+                // After a failed fdatasync nothing more becomes durable.
+                if st.poisoned.is_none() {
+                    st.durable_offset = st.durable_offset.max(target);
+                }
+                drop(st);
+                // Acks before the sealed segments below are finished.
+                self.wake_progress();
             }
-            self.shard.stats.borrow_mut().note_fsync(started.elapsed());
+        }
+        let finish = {
             let mut st = self.state.borrow_mut();
-            st.durable_offset = st.durable_offset.max(target);
+            let finish = st.poisoned.is_none() && !st.finishing_sealed;
+            st.finishing_sealed |= finish;
+            finish
+        };
+        if finish {
+            let finished = self.finish_sealed_segments().await;
+            self.state.borrow_mut().finishing_sealed = false;
+            if let Err(e) = finished {
+                self.poison(format!("finishing a sealed segment in {} failed: {e}", self.dir.display()));
+            }
         }
-        if let Err(e) = self.finish_sealed_segments().await {
-            self.state.borrow_mut().flushing = false;
-            self.poison(format!("finishing a sealed segment in {} failed: {e}", self.dir.display()));
-            return;
+        self.state.borrow_mut().rounds_in_flight -= 1;
+        self.wake_progress();
+    }
+
+    /// Resolves once every round planned before `ticket` has applied its
+    /// writes (or the log is poisoned).
+    async fn wait_for_rounds_applied(&self, ticket: u64) {
+        loop {
+            {
+                let st = self.state.borrow();
+                if st.rounds_applied >= ticket || st.poisoned.is_some() {
+                    return;
+                }
+            }
+            self.changed().await;
         }
-        self.state.borrow_mut().flushing = false;
-        self.wake_all();
     }
 
     /// Trims, syncs and indexes every sealed segment whose data is all
@@ -535,7 +797,8 @@ impl<S: Storage> Drop for AppendTurn<'_, S> {
             st.append_tickets_abandoned.insert(self.ticket);
         }
         drop(st);
-        self.log.wake_all();
+        // Only appends wait for their turn.
+        self.log.wake_changed();
     }
 }
 
@@ -739,7 +1002,9 @@ impl<S: Storage> Log<S> {
         shard.note_appended(total);
         shard.mark_dirty(&self.inner);
         shard.evict_if_needed();
-        self.inner.wake_all();
+        // New data concerns only readers waiting for it; acks waiters are
+        // woken by the flush round that writes it.
+        wake_list(&self.inner.data_wakers);
         AppendInfo {
             base_offset: first_offset,
             last_offset: next_offset - 1,
@@ -805,7 +1070,12 @@ impl<S: Storage> Log<S> {
                     }
                 }
             }
-            self.inner.changed().await;
+            self.inner
+                .changed_for(match durability {
+                    Durability::Written => WaitFor::Written(last_offset),
+                    Durability::Durable => WaitFor::Durable(last_offset),
+                })
+                .await;
         }
     }
 
@@ -819,7 +1089,7 @@ impl<S: Storage> Log<S> {
                     return;
                 }
             }
-            self.inner.changed().await;
+            self.inner.changed_for(WaitFor::Data).await;
         }
     }
 
@@ -971,7 +1241,7 @@ impl<S: Storage> Log<S> {
                 if let Some(reason) = &st.poisoned {
                     return Err(AppendError::Poisoned(reason.clone()));
                 }
-                let idle = !st.flushing && st.unflushed_from == st.cache.len();
+                let idle = st.rounds_in_flight == 0 && st.unflushed_from == st.cache.len();
                 let sealed_pending = st.segments.iter().any(|s| s.sealed && !s.finished);
                 if idle && !sealed_pending && st.written_offset >= st.log_end_offset {
                     return Ok(());
@@ -1018,10 +1288,7 @@ impl<S: Storage> Log<S> {
             self.inner.wake_all();
             rolled?;
         }
-        let needs_flush = self.inner.state.borrow().segments.iter().any(|s| s.sealed && !s.finished);
-        if needs_flush {
-            self.flush(Durability::Durable).await?;
-        }
+        self.wait_for_sealed_segments_finished().await?;
         let mut outcome = RetentionOutcome::default();
         let mut doomed = Vec::new();
         {
@@ -1070,6 +1337,29 @@ impl<S: Storage> Log<S> {
             storage.sync_dir(&self.inner.dir).await.map_err(|e| AppendError::Io(Rc::new(e)))?;
         }
         Ok(outcome)
+    }
+
+    /// Waits until every sealed segment is finished (written, trimmed,
+    /// synced, indexed): only those may be deleted. Asks for no fdatasync
+    /// of the active segment, so retention under acks=1 forces none.
+    async fn wait_for_sealed_segments_finished(&self) -> Result<(), AppendError> {
+        loop {
+            {
+                let st = self.inner.state.borrow();
+                if let Some(reason) = &st.poisoned {
+                    return Err(AppendError::Poisoned(reason.clone()));
+                }
+                if !st.segments.iter().any(|s| s.sealed && !s.finished) {
+                    return Ok(());
+                }
+                if !st.dirty {
+                    drop(st);
+                    // The next flush round writes what is left and finishes them.
+                    self.inner.shard.mark_dirty(&self.inner);
+                }
+            }
+            self.inner.changed().await;
+        }
     }
 
     /// Removes every batch at or after `offset` (the whole batch holding it),
@@ -1137,6 +1427,7 @@ impl<S: Storage> Log<S> {
             let segment = &mut st.segments[keep];
             segment.meta = meta;
             segment.flushed = segment.meta.size;
+            segment.issued = segment.meta.size;
             segment.tail_block = tail;
             segment.sealed = false;
             segment.finished = false;
@@ -1277,6 +1568,15 @@ async fn read_segment<S: Storage>(
                 return Ok(false);
             }
             let size = header.size();
+            let wanted = header.last_offset() >= offset;
+            if wanted
+                && (header.base_offset >= max_offset || (!read.chunks.is_empty() && read.bytes + size > max_bytes))
+            {
+                // A limit is reached: checked before a batch that straddles
+                // the window's end makes it read a new window, which would
+                // otherwise be read only to be thrown away.
+                return Ok(true);
+            }
             if at + size > valid {
                 if start + (at + size) as u64 > end {
                     // Announced past the written end: nothing more to read.
@@ -1287,10 +1587,7 @@ async fn read_segment<S: Storage>(
                 grow = true;
                 break;
             }
-            if header.last_offset() >= offset {
-                if header.base_offset >= max_offset || (!read.chunks.is_empty() && read.bytes + size > max_bytes) {
-                    return Ok(true);
-                }
+            if wanted {
                 read.chunks.push(Chunk::Disk(S::File::slice(&buf, at, size)));
                 read.bytes += size;
                 read.next_offset = header.last_offset() + 1;

@@ -204,6 +204,7 @@ pub(crate) async fn load<S: Storage>(shard: &Rc<Shard<S>>, dir: &Path, config: L
         active.tail_block = buf[..tail_len].to_vec();
     }
     active.flushed = active.meta.size;
+    active.issued = active.meta.size;
     let log_end_offset = active.meta.next_offset;
     let log_start_offset = segments.front().expect("at least one segment").base_offset();
     // What was read back is now made durable before the recovery point says so.
@@ -231,7 +232,11 @@ pub(crate) async fn load<S: Storage>(shard: &Rc<Shard<S>>, dir: &Path, config: L
         unflushed_from: 0,
         unflushed_bytes: 0,
         poisoned: None,
-        flushing: false,
+        rounds_in_flight: 0,
+        round_tickets_issued: 0,
+        rounds_applied: 0,
+        finishing_sealed: false,
+        last_sync_ticket: None,
         rolling: false,
         closed: false,
         dirty: false,

@@ -104,15 +104,17 @@ pub struct Segment<F> {
     pub meta: SegmentMeta,
     pub file: Rc<F>,
     pub log_path: PathBuf,
-    /// Bytes written to the device.
+    /// Bytes written to the device (readable with O_DIRECT).
     pub flushed: u64,
+    /// Bytes handed to writes, some maybe still in flight (at least `flushed`).
+    pub issued: u64,
     /// When the segment was created (for `segment_ms`).
     pub created_ms: i64,
     /// No more appends; the final flush trims the file and writes indexes.
     pub sealed: bool,
     /// Sealed, trimmed to its size, synced, and its indexes are on disk.
     pub finished: bool,
-    /// Contents of the device's last partial block, `[align_down(flushed), flushed)`.
+    /// Contents of the last partial block handed to a write, `[align_down(issued), issued)`.
     pub tail_block: Vec<u8>,
     /// Bytes of the file reserved with fallocate so far (grows in steps).
     pub preallocated: u64,
@@ -138,6 +140,7 @@ impl<F: StorageFile> Segment<F> {
             file,
             log_path,
             flushed,
+            issued: flushed,
             created_ms,
             sealed: false,
             finished: false,

@@ -123,9 +123,10 @@ pub struct DmaSegmentFile {
     file: Rc<DmaFile>,
 }
 
-/// An aligned write buffer.
+/// An aligned write buffer. Shared with the reactor only while a write of
+/// it is in flight (`write_rc_at`), so it can be taken back afterwards.
 #[derive(Debug)]
-pub struct DmaWriteBuf(DmaBuffer);
+pub struct DmaWriteBuf(Rc<DmaBuffer>);
 
 impl AsRef<[u8]> for DmaWriteBuf {
     fn as_ref(&self) -> &[u8] {
@@ -135,7 +136,7 @@ impl AsRef<[u8]> for DmaWriteBuf {
 
 impl AsMut<[u8]> for DmaWriteBuf {
     fn as_mut(&mut self) -> &mut [u8] {
-        self.0.as_bytes_mut()
+        Rc::get_mut(&mut self.0).expect("a write buffer is not shared outside a write").as_bytes_mut()
     }
 }
 
@@ -152,19 +153,32 @@ impl StorageFile for DmaSegmentFile {
     fn alloc_write_buf(&self, len: usize) -> DmaWriteBuf {
         let mut buf = self.file.alloc_dma_buffer(len);
         buf.as_bytes_mut().fill(0);
-        DmaWriteBuf(buf)
+        DmaWriteBuf(Rc::new(buf))
+    }
+
+    fn alloc_write_buf_for_overwrite(&self, len: usize) -> DmaWriteBuf {
+        DmaWriteBuf(Rc::new(self.file.alloc_dma_buffer(len)))
     }
 
     async fn write_at(&self, buf: DmaWriteBuf, pos: u64) -> io::Result<()> {
+        self.write_at_reusing(buf, pos).await.0
+    }
+
+    async fn write_at_reusing(&self, buf: DmaWriteBuf, pos: u64) -> (io::Result<()>, Option<DmaWriteBuf>) {
         let len = buf.0.len();
-        let written = self.file.write_at(buf.0, pos).await.map_err(into_io)?;
-        if written != len {
-            return Err(io::Error::new(
+        let shared = buf.0.clone();
+        let result = self.file.write_rc_at(buf.0, pos).await.map_err(into_io);
+        // The reactor drops its reference when the write completes.
+        let reusable = (Rc::strong_count(&shared) == 1).then_some(DmaWriteBuf(shared));
+        let result = match result {
+            Ok(written) if written != len => Err(io::Error::new(
                 io::ErrorKind::WriteZero,
                 format!("short O_DIRECT write: {written} of {len} bytes at {pos}"),
-            ));
-        }
-        Ok(())
+            )),
+            Ok(_) => Ok(()),
+            Err(e) => Err(e),
+        };
+        (result, reusable)
     }
 
     async fn read_at(&self, pos: u64, len: usize) -> io::Result<ReadResult> {

@@ -62,8 +62,21 @@ pub trait StorageFile: 'static {
     fn alignment(&self) -> usize;
     /// A zeroed buffer of `len` bytes (a multiple of the alignment) suited to `write_at`.
     fn alloc_write_buf(&self, len: usize) -> Self::WriteBuf;
+    /// A buffer of `len` bytes (a multiple of the alignment) suited to
+    /// `write_at` whose contents are unspecified: for a caller that
+    /// overwrites every byte, so nothing is zero-filled only to be
+    /// overwritten by the copy that follows.
+    fn alloc_write_buf_for_overwrite(&self, len: usize) -> Self::WriteBuf {
+        self.alloc_write_buf(len)
+    }
     /// Writes all of `buf` at `pos`. A short write is an error.
     async fn write_at(&self, buf: Self::WriteBuf, pos: u64) -> io::Result<()>;
+    /// Like `write_at`, and hands the buffer back once the device is done
+    /// with it (when it can), so the caller can reuse it for the next write
+    /// instead of allocating (and faulting in) a fresh one.
+    async fn write_at_reusing(&self, buf: Self::WriteBuf, pos: u64) -> (io::Result<()>, Option<Self::WriteBuf>) {
+        (self.write_at(buf, pos).await, None)
+    }
     /// Reads up to `len` bytes at `pos`; shorter at end of file.
     async fn read_at(&self, pos: u64, len: usize) -> io::Result<Self::ReadBuf>;
     /// A sub-slice of a read buffer without copying.

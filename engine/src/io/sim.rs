@@ -354,6 +354,20 @@ impl StorageFile for SimFile {
         vec![0; len]
     }
 
+    fn alloc_write_buf_for_overwrite(&self, len: usize) -> Vec<u8> {
+        // Garbage rather than zeros, so a test sees any byte the caller
+        // forgot to overwrite.
+        vec![0xa5; len]
+    }
+
+    async fn write_at_reusing(&self, buf: Vec<u8>, pos: u64) -> (io::Result<()>, Option<Vec<u8>>) {
+        let len = buf.len();
+        let result = self.write_at(buf, pos).await;
+        // The simulated disk keeps the written bytes; hand back a buffer of
+        // the same length with stale contents, as a reused DMA buffer has.
+        (result, Some(vec![0x5a; len]))
+    }
+
     async fn write_at(&self, buf: Vec<u8>, pos: u64) -> io::Result<()> {
         check_aligned(pos, buf.len())?;
         let mut disk = self.disk.borrow_mut();
