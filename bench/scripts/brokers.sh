@@ -7,6 +7,8 @@
 #   bench/scripts/brokers.sh [OUT_DIR]
 #
 # Environment: DURATION (measured seconds, default 20), WARMUP (default 5),
+# RUN_ARGS (extra pinion-bench run flags for every run, e.g. "--acks 1" or
+# "--consumers 0"),
 # BROKERS ("pinion tansu"), WORKLOADS, PINION_BIN, BENCH_BIN (default: built
 # here with cargo --release), TANSU_BIN (default /work/tansu-install/bin/tansu,
 # or `tansu` on PATH; `cargo install tansu` installs it).
@@ -88,7 +90,7 @@ for broker in $brokers; do
     start_broker "$broker" "$port" "$out/$broker-$workload.broker.log"
     echo "== $broker: $workload (127.0.0.1:$port, ${warmup} s warm-up + ${duration} s)"
     if ! "$bench_bin" run --bootstrap "127.0.0.1:$port" --workload "$workload" \
-      --duration "$duration" --warmup "$warmup" --json "$out/$broker-$workload.json" \
+      --duration "$duration" --warmup "$warmup" --json "$out/$broker-$workload.json" ${RUN_ARGS:-} \
       2>"$out/$broker-$workload.progress.log" | tee "$out/$broker-$workload.txt"; then
       echo "brokers.sh: $broker $workload failed: $(tail -1 "$out/$broker-$workload.progress.log")" >&2
       status=1
