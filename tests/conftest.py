@@ -14,9 +14,9 @@ import pytest
 
 from pinion_broker import Broker, make_data_dir
 
-# Segments are preallocated whole: with the default 1 GiB segments, the
-# hundred-odd partitions of a run would reserve more disk than a test machine
-# has. Small segments also make the logs roll.
+# Small segments make the logs roll during the tests, and bound what the
+# hundred-odd partitions of a run reserve on disk (preallocation starts at
+# 4 MiB per active segment and never passes the segment size).
 DEFAULT_ARGS = {"--log-segment-bytes": str(4 << 20)}
 
 # Brokers not torn down yet, whose logs a failure report shows.

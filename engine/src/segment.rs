@@ -120,16 +120,54 @@ pub struct Segment<F> {
     pub preallocated: u64,
 }
 
-/// Preallocation grows in steps of this many bytes, so that a partition
-/// reserves disk as it fills, not a whole `segment_bytes` up front (a topic
-/// of 100 partitions would otherwise reserve 100 GiB at creation).
+/// Preallocation grows in steps of at most this many bytes, so that a
+/// partition reserves disk as it fills, not a whole `segment_bytes` up front
+/// (a topic of 100 partitions would otherwise reserve 100 GiB at creation).
 pub const PREALLOCATE_STEP_BYTES: u64 = 64 << 20;
+
+/// The first step of a new segment. Steps double with the data up to
+/// [`PREALLOCATE_STEP_BYTES`], so a quiet partition (most of
+/// `__consumer_offsets`, say) holds a few MiB, not 64.
+pub const PREALLOCATE_FIRST_STEP_BYTES: u64 = 4 << 20;
 
 /// The reservation to hold `needed_end` bytes: the next whole step past it,
 /// never beyond `segment_bytes` unless the data itself is larger.
 pub fn preallocation_target(needed_end: u64, segment_bytes: u64) -> u64 {
-    let stepped = (needed_end / PREALLOCATE_STEP_BYTES + 1) * PREALLOCATE_STEP_BYTES;
+    let step = (needed_end + 1).next_power_of_two().clamp(PREALLOCATE_FIRST_STEP_BYTES, PREALLOCATE_STEP_BYTES);
+    let stepped = (needed_end / step + 1) * step;
     stepped.min(segment_bytes.max(needed_end))
+}
+
+#[cfg(test)]
+mod preallocation_tests {
+    use super::*;
+
+    const MIB: u64 = 1 << 20;
+
+    #[test]
+    fn reservations_start_small_double_with_the_data_then_grow_in_64_mib_steps() {
+        let segment = 1 << 30;
+        assert_eq!(preallocation_target(0, segment), 4 * MIB);
+        assert_eq!(preallocation_target(4 * MIB - 4096, segment), 4 * MIB);
+        assert_eq!(preallocation_target(4 * MIB, segment), 8 * MIB);
+        assert_eq!(preallocation_target(5 * MIB, segment), 8 * MIB);
+        assert_eq!(preallocation_target(9 * MIB, segment), 16 * MIB);
+        assert_eq!(preallocation_target(40 * MIB, segment), 64 * MIB);
+        assert_eq!(preallocation_target(64 * MIB, segment), 128 * MIB);
+        assert_eq!(preallocation_target(130 * MIB, segment), 192 * MIB);
+    }
+
+    #[test]
+    fn reservations_never_pass_the_segment_size_unless_the_data_does() {
+        assert_eq!(preallocation_target(0, MIB), MIB);
+        assert_eq!(preallocation_target(1000 * MIB, 1 << 30), 1 << 30);
+        assert_eq!(preallocation_target(3 * MIB, 2 * MIB), 3 * MIB);
+        for needed in (0..2048 * MIB).step_by(3 * MIB as usize + 4096) {
+            let target = preallocation_target(needed, 1 << 30);
+            assert!(target > needed || needed >= 1 << 30, "{needed} -> {target}");
+            assert!(target <= (1 << 30).max(needed));
+        }
+    }
 }
 
 impl<F: StorageFile> Segment<F> {
