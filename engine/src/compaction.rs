@@ -118,7 +118,9 @@ use std::rc::Rc;
 use crate::batch::{self, BatchHeader, Compression, HEADER_BYTES, LOG_OVERHEAD_BYTES};
 use crate::config::LogConfig;
 use crate::error::AppendError;
-use crate::io::{align_down, align_up, read_file, write_file_atomic, OpenMode, Storage, StorageFile};
+use crate::io::{
+    align_down, align_up, read_file, write_file_atomic, write_file_synced, OpenMode, Storage, StorageFile,
+};
 use crate::log::{Log, LogInner, LogState};
 use crate::segment::{parse_segment_file_name, SegmentMeta};
 
@@ -675,8 +677,8 @@ async fn replace_segment<S: Storage>(
     };
 
     let staged = async {
-        write_synced(storage, &cleaned_index, &meta.offset_index.to_bytes()).await?;
-        write_synced(storage, &cleaned_time_index, &meta.time_index.to_bytes()).await
+        write_file_synced(storage, &cleaned_index, &meta.offset_index.to_bytes()).await?;
+        write_file_synced(storage, &cleaned_time_index, &meta.time_index.to_bytes()).await
     }
     .await;
     if let Err(e) = staged {
@@ -795,21 +797,6 @@ async fn remove_quietly<S: Storage>(storage: &S, path: &Path) {
     if let Err(e) = remove_if_present(storage, path).await {
         tracing::warn!(path = %path.display(), error = %e, "could not remove a compaction leftover");
     }
-}
-
-/// Writes a small file whole and fdatasyncs it (no rename: `.cleaned`
-/// files are temporary by name).
-async fn write_synced<S: Storage>(storage: &S, path: &Path, contents: &[u8]) -> io::Result<()> {
-    let file = storage.open(path, OpenMode::CreateTruncate).await?;
-    let padded = align_up(contents.len() as u64, file.alignment()) as usize;
-    if padded > 0 {
-        let mut buf = file.alloc_write_buf(padded);
-        buf.as_mut()[..contents.len()].copy_from_slice(contents);
-        file.write_at(buf, 0).await?;
-    }
-    file.truncate(contents.len() as u64).await?;
-    file.fdatasync().await?;
-    file.close().await
 }
 
 // ---------------------------------------------------------------------------

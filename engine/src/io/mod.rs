@@ -100,16 +100,12 @@ pub fn align_up(value: u64, alignment: usize) -> u64 {
     align_down(value + alignment as u64 - 1, alignment)
 }
 
-/// Writes a small file whole and durably: to `<path>.tmp`, fdatasync,
-/// rename over `path`, sync the directory. Used for indexes and checkpoints.
-pub async fn write_file_atomic<S: Storage>(storage: &S, path: &Path, contents: &[u8]) -> io::Result<()> {
-    let tmp = path.with_extension(match path.extension() {
-        Some(ext) => format!("{}.tmp", ext.to_string_lossy()),
-        None => "tmp".to_string(),
-    });
-    let file = storage.open(&tmp, OpenMode::CreateTruncate).await?;
-    let alignment = file.alignment();
-    let padded = align_up(contents.len() as u64, alignment) as usize;
+/// Writes a small file whole at `path` and fdatasyncs it (no rename: for
+/// files that are temporary by name, and the first step of
+/// [`write_file_atomic`]).
+pub async fn write_file_synced<S: Storage>(storage: &S, path: &Path, contents: &[u8]) -> io::Result<()> {
+    let file = storage.open(path, OpenMode::CreateTruncate).await?;
+    let padded = align_up(contents.len() as u64, file.alignment()) as usize;
     if padded > 0 {
         let mut buf = file.alloc_write_buf(padded);
         buf.as_mut()[..contents.len()].copy_from_slice(contents);
@@ -117,7 +113,17 @@ pub async fn write_file_atomic<S: Storage>(storage: &S, path: &Path, contents: &
     }
     file.truncate(contents.len() as u64).await?;
     file.fdatasync().await?;
-    file.close().await?;
+    file.close().await
+}
+
+/// Writes a small file whole and durably: to `<path>.tmp`, fdatasync,
+/// rename over `path`, sync the directory. Used for indexes and checkpoints.
+pub async fn write_file_atomic<S: Storage>(storage: &S, path: &Path, contents: &[u8]) -> io::Result<()> {
+    let tmp = path.with_extension(match path.extension() {
+        Some(ext) => format!("{}.tmp", ext.to_string_lossy()),
+        None => "tmp".to_string(),
+    });
+    write_file_synced(storage, &tmp, contents).await?;
     storage.rename(&tmp, path).await?;
     if let Some(parent) = path.parent() {
         storage.sync_dir(parent).await?;
