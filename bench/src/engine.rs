@@ -177,6 +177,9 @@ pub struct EngineArgs {
     /// Override EngineConfig::cache_bytes_max.
     #[arg(long)]
     pub cache_bytes_max: Option<usize>,
+    /// Override EngineConfig::recycle_segments: true|false.
+    #[arg(long, value_name = "BOOL")]
+    pub recycle_segments: Option<bool>,
 }
 
 impl EngineArgs {
@@ -196,6 +199,9 @@ impl EngineArgs {
         }
         if let Some(v) = self.cache_bytes_max {
             config.cache_bytes_max = v;
+        }
+        if let Some(v) = self.recycle_segments {
+            config.recycle_segments = v;
         }
         config
     }
@@ -244,6 +250,7 @@ pub struct ConfigEcho {
     pub write_bytes_max: usize,
     pub write_behind_bytes_max: usize,
     pub cache_bytes_max: usize,
+    pub recycle_segments: bool,
     pub placement: String,
 }
 
@@ -379,6 +386,7 @@ pub fn run(args: EngineArgs) -> Result<(), crate::Error> {
         write_bytes_max: config.write_bytes_max,
         write_behind_bytes_max: config.write_behind_bytes_max,
         cache_bytes_max: config.cache_bytes_max,
+        recycle_segments: config.recycle_segments,
         placement: placement_name,
     };
 

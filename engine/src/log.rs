@@ -33,7 +33,7 @@ use crate::config::{LogConfig, TimestampType};
 use crate::error::AppendError;
 use crate::error::ReadError;
 use crate::io::{align_down, align_up, write_file_atomic, OpenMode, Storage, StorageFile};
-use crate::segment::{segment_file_name, Segment, SegmentMeta};
+use crate::segment::{recycled_path, segment_file_name, Segment, SegmentMeta};
 use crate::shard::Shard;
 
 /// File in the partition directory holding the recovery point: every
@@ -69,6 +69,9 @@ struct FlushRound<F: StorageFile> {
     /// `(segment_base, flushed)`: bytes of the segment on the device after this round.
     updates: Vec<(i64, u64)>,
     sync_files: Vec<Rc<F>>,
+    /// The directory renames (`LogState::dir_renames`) this round's sync
+    /// also makes durable, if any are not yet.
+    sync_dir_renames: Option<u64>,
     extensions: Vec<(Rc<F>, u64)>,
 }
 
@@ -184,6 +187,24 @@ pub(crate) struct LogState<S: Storage> {
     pub append_tickets_abandoned: std::collections::BTreeSet<u64>,
     /// Idempotent producers' epochs and last sequences.
     pub producers: crate::producer_state::ProducerState,
+    /// The file of a segment retention deleted, kept open under its
+    /// `.log.recycled` name for the next roll to overwrite (see
+    /// `EngineConfig::recycle_segments`).
+    pub recycled: Option<RecycledFile<S::File>>,
+    /// Renames of recycled files into new segments, and how many of them a
+    /// directory sync has made durable: a durable ack past a rename needs
+    /// that sync (an overwrite's fdatasync carries no directory change).
+    pub dir_renames: u64,
+    pub dir_renames_synced: u64,
+}
+
+/// A deleted segment's file waiting under its `.log.recycled` name for the
+/// next roll. Its size is taken before any rename: glommio answers a size
+/// query by the path the file was opened with.
+pub(crate) struct RecycledFile<F> {
+    pub path: PathBuf,
+    pub file: Rc<F>,
+    pub size: u64,
 }
 
 impl<S: Storage> std::fmt::Debug for LogState<S> {
@@ -437,6 +458,7 @@ impl<S: Storage> LogInner<S> {
             pieces: Vec::new(),
             updates: Vec::new(),
             sync_files: Vec::new(),
+            sync_dir_renames: None,
             extensions: Vec::new(),
         };
         let mut issued_updates: Vec<(i64, u64, Vec<u8>)> = Vec::new();
@@ -555,6 +577,7 @@ impl<S: Storage> LogInner<S> {
                 st.segments[k].tail_block = tail;
             }
             if round.want_sync {
+                round.sync_dir_renames = (st.dir_renames > st.dir_renames_synced).then_some(st.dir_renames);
                 let active = st.active().file.clone();
                 if !round.sync_files.iter().any(|f| Rc::ptr_eq(f, &active)) {
                     round.sync_files.push(active);
@@ -581,7 +604,7 @@ impl<S: Storage> LogInner<S> {
     }
 
     async fn run_round(self: &Rc<Self>, round: FlushRound<S::File>) {
-        let FlushRound { ticket, target, want_sync, pieces, updates, sync_files, extensions } = round;
+        let FlushRound { ticket, target, want_sync, pieces, updates, sync_files, sync_dir_renames, extensions } = round;
         let started = std::time::Instant::now();
         let mut failure = None;
         for (file, reserve) in extensions {
@@ -639,7 +662,15 @@ impl<S: Storage> LogInner<S> {
         if healthy && want_sync && !superseded {
             let started = std::time::Instant::now();
             let syncs = sync_files.iter().map(|f| f.fdatasync());
-            let results = join_all(syncs.collect()).await;
+            let mut results = join_all(syncs.collect()).await;
+            if let Some(renames) = sync_dir_renames {
+                let synced = self.shard.storage.sync_dir(&self.dir).await;
+                if synced.is_ok() {
+                    let mut st = self.state.borrow_mut();
+                    st.dir_renames_synced = st.dir_renames_synced.max(renames);
+                }
+                results.push(synced);
+            }
             if let Some(e) = results.into_iter().find_map(Result::err) {
                 self.poison(format!("fdatasync in {} failed: {e}", self.dir.display()));
             } else {
@@ -1017,30 +1048,65 @@ impl<S: Storage> Log<S> {
 
     /// Seals the active segment and starts a new one at `base_offset`.
     async fn roll(&self, base_offset: i64) -> Result<(), AppendError> {
-        crate::producer_state::take_snapshot(&self.inner, base_offset).await;
+        crate::producer_state::take_snapshot_in_background(&self.inner, base_offset);
         let path = self.inner.dir.join(segment_file_name(base_offset, "log"));
         let (preallocate, segment_bytes) = {
             let st = self.inner.state.borrow();
             (st.config.preallocate, st.config.segment_bytes)
         };
         let storage = &self.inner.shard.storage;
-        let file = storage.open(&path, OpenMode::CreateNew).await.map_err(|e| AppendError::Io(Rc::new(e)))?;
+        let io_err = |e: io::Error| AppendError::Io(Rc::new(e));
         let first_step = crate::segment::preallocation_target(0, segment_bytes);
-        if preallocate {
-            file.preallocate(first_step).await.map_err(|e| AppendError::Io(Rc::new(e)))?;
-        }
+        let (file, reserved) = match self.reuse_recycled(&path).await {
+            Some(reused) => reused,
+            None => {
+                let file = storage.open(&path, OpenMode::CreateNew).await.map_err(io_err)?;
+                if preallocate {
+                    file.preallocate(first_step).await.map_err(io_err)?;
+                }
+                (file, if preallocate { first_step } else { 0 })
+            }
+        };
         let now_ms = self.inner.shard.clock.now_ms();
         let mut st = self.inner.state.borrow_mut();
         let active = st.segments.back_mut().expect("active segment");
         active.sealed = true;
         active.meta.finish_time_index();
         let mut segment = Segment::new(SegmentMeta::new(base_offset), file, path, now_ms);
-        segment.preallocated = if preallocate { first_step } else { 0 };
+        segment.preallocated = reserved;
         st.segments.push_back(segment);
         drop(st);
         tracing::debug!(log = %self.inner.dir.display(), base_offset, "rolled to a new segment");
         self.inner.shard.mark_dirty(&self.inner);
         Ok(())
+    }
+
+    /// Renames the recycled segment file, if the log keeps one, to `path`
+    /// for a new segment. The next round that acknowledges durability
+    /// syncs the directory too (an overwrite changes no metadata, so its
+    /// fdatasync would not carry the rename). Returns the
+    /// file and its size: blocks already written, which need no
+    /// preallocation. The old bytes past the new data are never read (reads
+    /// stop at the log's own sizes); recovery cuts them off.
+    async fn reuse_recycled(&self, path: &Path) -> Option<(Rc<S::File>, u64)> {
+        let RecycledFile { path: recycled_path, file, size } = self.inner.state.borrow_mut().recycled.take()?;
+        let storage = &self.inner.shard.storage;
+        match storage.rename(&recycled_path, path).await {
+            Ok(()) => {
+                // The next round that acknowledges durability syncs the
+                // directory first; acks=1 appends need not wait for it.
+                self.inner.state.borrow_mut().dir_renames += 1;
+                tracing::debug!(log = %self.inner.dir.display(), bytes = size, "new segment overwrites a recycled file");
+                Some((file, size))
+            }
+            Err(e) => {
+                tracing::warn!(path = %recycled_path.display(), error = %e, "cannot reuse a recycled segment file; creating a new one");
+                let _ = file.close().await;
+                let _ = storage.remove_file(&recycled_path).await;
+                let _ = storage.remove_file(path).await;
+                None
+            }
+        }
     }
 
     /// Resolves when every offset up to and including `last_offset` is
@@ -1324,8 +1390,12 @@ impl<S: Storage> Log<S> {
             tracing::info!(log = %self.inner.dir.display(), base_offset = segment.base_offset(), "retention deletes segment");
             let (log_path, index_path, time_index_path) =
                 (segment.log_path.clone(), segment.index_path(), segment.time_index_path());
-            let _ = segment.file.clone().close().await;
-            for path in [log_path, index_path, time_index_path] {
+            let mut doomed_paths = vec![index_path, time_index_path];
+            if !self.recycle(&log_path, &segment.file).await {
+                let _ = segment.file.clone().close().await;
+                doomed_paths.push(log_path);
+            }
+            for path in doomed_paths {
                 if let Err(e) = storage.remove_file(&path).await {
                     if e.kind() != io::ErrorKind::NotFound {
                         return Err(AppendError::Io(Rc::new(e)));
@@ -1337,6 +1407,35 @@ impl<S: Storage> Log<S> {
             storage.sync_dir(&self.inner.dir).await.map_err(|e| AppendError::Io(Rc::new(e)))?;
         }
         Ok(outcome)
+    }
+
+    /// Keeps the file of a segment retention deletes for the next roll to
+    /// overwrite, when recycling is on, the log keeps none yet, and no
+    /// reader still holds the file (it would read the new data as the old).
+    /// Returns whether the file was kept.
+    async fn recycle(&self, log_path: &Path, file: &Rc<S::File>) -> bool {
+        let wanted = self.inner.shard.config.recycle_segments
+            && Rc::strong_count(file) == 1
+            && self.inner.state.borrow().recycled.is_none();
+        if !wanted {
+            return false;
+        }
+        let path = recycled_path(log_path);
+        let kept = async {
+            let size = file.size().await?;
+            self.inner.shard.storage.rename(log_path, &path).await?;
+            Ok::<_, io::Error>(size)
+        };
+        match kept.await {
+            Ok(size) => {
+                self.inner.state.borrow_mut().recycled = Some(RecycledFile { path, file: file.clone(), size });
+                true
+            }
+            Err(e) => {
+                tracing::warn!(path = %log_path.display(), error = %e, "cannot keep a deleted segment for reuse; removing it");
+                false
+            }
+        }
     }
 
     /// Waits until every sealed segment is finished (written, trimmed,
@@ -1480,7 +1579,9 @@ impl<S: Storage> Log<S> {
                 active.time_index_path(),
                 active.meta.time_index.to_bytes(),
             );
-            let files: Vec<_> = st.segments.iter().map(|s| s.file.clone()).collect();
+            let mut files: Vec<_> = st.segments.iter().map(|s| s.file.clone()).collect();
+            // A recycled file stays on disk for the next open to reuse.
+            files.extend(st.recycled.take().map(|recycled| recycled.file));
             (files, active)
         };
         self.inner.shard.forget(&self.inner);

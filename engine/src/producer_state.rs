@@ -580,11 +580,29 @@ async fn remove_if_present<S: Storage>(storage: &S, path: &Path) -> io::Result<(
 /// A snapshot only shortens recovery, so a failure is logged, not returned:
 /// the next open falls back to an older snapshot or the whole log.
 pub(crate) async fn take_snapshot<S: Storage>(log: &LogInner<S>, offset: i64) {
-    let bytes = {
-        let st = log.state.borrow();
-        debug_assert_eq!(st.log_end_offset, offset, "a snapshot covers exactly the batches below it");
-        st.producers.to_snapshot(offset)
-    };
+    let bytes = snapshot_now(log, offset);
+    write_snapshot(log, offset, bytes).await;
+}
+
+/// Like [`take_snapshot`], but only the state is captured now; the file is
+/// written by a task of its own (as Kafka flushes its roll snapshot
+/// asynchronously), so a roll does not hold appends through a file
+/// create, fdatasync, rename and directory sync. A snapshot is an
+/// optimisation of recovery: one that never lands only makes the next
+/// recovery replay more of the log.
+pub(crate) fn take_snapshot_in_background<S: Storage>(log: &Rc<LogInner<S>>, offset: i64) {
+    let bytes = snapshot_now(log, offset);
+    let log = log.clone();
+    glommio::spawn_local(async move { write_snapshot(&log, offset, bytes).await }).detach();
+}
+
+fn snapshot_now<S: Storage>(log: &LogInner<S>, offset: i64) -> Vec<u8> {
+    let st = log.state.borrow();
+    debug_assert_eq!(st.log_end_offset, offset, "a snapshot covers exactly the batches below it");
+    st.producers.to_snapshot(offset)
+}
+
+async fn write_snapshot<S: Storage>(log: &LogInner<S>, offset: i64, bytes: Vec<u8>) {
     let storage = &log.shard.storage;
     let written = async {
         write_file_atomic(storage, &snapshot_path(&log.dir, offset), &bytes).await?;

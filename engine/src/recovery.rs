@@ -33,7 +33,9 @@ use crate::config::LogConfig;
 use crate::index::{OffsetIndex, TimeIndex};
 use crate::io::{align_down, read_file, write_file_atomic, OpenMode, Storage, StorageFile};
 use crate::log::{parse_recovery_point, write_recovery_point, LogState, RECOVERY_POINT_FILE};
-use crate::segment::{parse_segment_file_name, scan, scan_from, segment_file_name, ScanStop, Segment, SegmentMeta};
+use crate::segment::{
+    parse_segment_file_name, scan, scan_from, segment_file_name, ScanStop, Segment, SegmentMeta, RECYCLED_SUFFIX,
+};
 use crate::shard::Shard;
 
 /// Loads indexes of a trusted segment, or `None` if they must be rebuilt.
@@ -62,8 +64,24 @@ pub(crate) async fn load<S: Storage>(shard: &Rc<Shard<S>>, dir: &Path, config: L
     };
     let mut bases = Vec::new();
     let mut swaps = Vec::new();
+    let mut recycled = None;
     for path in storage.list_dir(dir).await? {
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        if name.ends_with(RECYCLED_SUFFIX) {
+            // A deleted segment's file kept for reuse: keep one open for
+            // the next roll, remove the rest.
+            if recycled.is_none() && shard.config.recycle_segments {
+                if let Ok(file) = storage.open(&path, OpenMode::Existing).await {
+                    if let Ok(size) = file.size().await {
+                        recycled = Some(crate::log::RecycledFile { path, file, size });
+                        continue;
+                    }
+                    let _ = file.close().await;
+                }
+            }
+            storage.remove_file(&path).await?;
+            continue;
+        }
         if name.ends_with(".tmp") || name.ends_with(compaction::CLEANED_SUFFIX) {
             storage.remove_file(&path).await?;
             continue;
@@ -120,15 +138,28 @@ pub(crate) async fn load<S: Storage>(shard: &Rc<Shard<S>>, dir: &Path, config: L
             Some(meta) => meta,
             None => {
                 let scanned = scan::<S>(&file, base, file_size, interval).await?;
+                // A segment holding every offset up to the next segment's
+                // base is whole whatever follows its data: the rest of the
+                // file is left over (from a recycled file, say), not damage.
+                let complete = bases.get(i + 1).is_some_and(|&next| scanned.meta.next_offset == next);
                 match &scanned.stop {
                     ScanStop::End => {}
+                    stop if complete => {
+                        tracing::info!(
+                            log = %dir.display(),
+                            segment = base,
+                            valid_bytes = scanned.meta.size,
+                            ?stop,
+                            "trimming leftover bytes after a whole segment"
+                        );
+                    }
                     stop => {
                         tracing::warn!(
                             log = %dir.display(),
                             segment = base,
                             valid_bytes = scanned.meta.size,
                             ?stop,
-                            "truncating log at the first bad batch"
+                            "truncating log at the first bad batch (a torn write, or leftovers of a recycled segment file)"
                         );
                     }
                 }
@@ -143,7 +174,7 @@ pub(crate) async fn load<S: Storage>(shard: &Rc<Shard<S>>, dir: &Path, config: L
                 // later segments would leave a hole in the offsets.
                 let ends_short =
                     bases.get(i + 1).is_some_and(|&next| next > recovery_point && scanned.meta.next_offset != next);
-                if scanned.stop != ScanStop::End || ends_short {
+                if (scanned.stop != ScanStop::End && !complete) || ends_short {
                     // Nothing after a bad batch can be trusted.
                     for &later in &bases[i + 1..] {
                         for extension in ["log", "index", "timeindex"] {
@@ -244,5 +275,8 @@ pub(crate) async fn load<S: Storage>(shard: &Rc<Shard<S>>, dir: &Path, config: L
         append_ticket_serving: 0,
         append_tickets_abandoned: Default::default(),
         producers,
+        recycled,
+        dir_renames: 0,
+        dir_renames_synced: 0,
     })
 }

@@ -19,6 +19,17 @@ pub fn segment_file_name(base_offset: i64, extension: &str) -> String {
     format!("{base_offset:020}.{extension}")
 }
 
+/// Suffix of a segment file retention kept for the next roll to overwrite
+/// (`00000000000000000042.log.recycled`); not a segment of the log.
+pub const RECYCLED_SUFFIX: &str = ".recycled";
+
+/// Where the file of a deleted segment waits to be reused.
+pub fn recycled_path(log_path: &Path) -> PathBuf {
+    let mut name = log_path.file_name().unwrap_or_default().to_os_string();
+    name.push(RECYCLED_SUFFIX);
+    log_path.with_file_name(name)
+}
+
 /// Parses `00000000000000000042.log` into 42.
 pub fn parse_segment_file_name(path: &Path) -> Option<(i64, String)> {
     let stem = path.file_stem()?.to_str()?;

@@ -103,6 +103,10 @@ pub struct ServerConfig {
     pub group_initial_rebalance_delay_ms: i32,
     /// Tail cache per shard.
     pub cache_bytes_max: usize,
+    /// Retention keeps each log's last deleted segment file for its next
+    /// roll to overwrite (faster writes, no discard stall on delete; up to
+    /// one extra segment of disk per partition).
+    pub log_segment_recycling: bool,
 }
 
 impl Default for ServerConfig {
@@ -140,6 +144,7 @@ impl Default for ServerConfig {
             group_max_session_timeout_ms: 1_800_000,
             group_initial_rebalance_delay_ms: 0,
             cache_bytes_max: engine.cache_bytes_max,
+            log_segment_recycling: engine.recycle_segments,
         }
     }
 }
@@ -202,6 +207,11 @@ pub struct ServeArgs {
     /// Tail cache per shard in bytes [default: 268435456]
     #[arg(long, value_name = "BYTES")]
     pub cache_bytes_max: Option<usize>,
+    /// Overwrite the file of each partition's last segment deleted by
+    /// retention at its next roll instead of creating a new file (up to one
+    /// extra segment of disk per partition): true|false [default: true]
+    #[arg(long, value_name = "BOOL")]
+    pub log_segment_recycling: Option<bool>,
     /// Executors poll this long before parking, in microseconds [default: 0]
     #[arg(long, value_name = "US")]
     pub spin_before_park_us: Option<u64>,
@@ -248,7 +258,7 @@ impl ServerConfig {
             ($($field:ident),*) => {$( if let Some(v) = args.$field.clone() { config.$field = v; } )*};
         }
         take!(data_dir, listen, cores, node_id, auto_create_topics, num_partitions, socket_request_max_bytes);
-        take!(log_retention_ms, log_retention_bytes, log_segment_bytes, message_max_bytes);
+        take!(log_retention_ms, log_retention_bytes, log_segment_bytes, message_max_bytes, log_segment_recycling);
         take!(log_retention_check_interval_ms, flush_linger_us, cache_bytes_max, spin_before_park_us, startup_checks);
         take!(offsets_topic_num_partitions, offsets_retention_minutes, group_min_session_timeout_ms);
         take!(group_max_session_timeout_ms, group_initial_rebalance_delay_ms, offsets_retention_check_interval_ms);
@@ -358,6 +368,7 @@ impl ServerConfig {
             flush_bytes: self.flush_bytes,
             write_bytes_max: self.write_bytes_max,
             cache_bytes_max: self.cache_bytes_max,
+            recycle_segments: self.log_segment_recycling,
             ..EngineConfig::default()
         }
     }

@@ -109,7 +109,11 @@ impl Storage for DmaStorage {
     }
 
     async fn sync_dir(&self, path: &Path) -> io::Result<()> {
-        std::fs::File::open(path)?.sync_all()
+        // A directory fsync waits for a journal commit (tens of ms behind
+        // discards of deleted files): on glommio's blocking thread, so
+        // the shard goes on serving meanwhile.
+        let path = path.to_path_buf();
+        glommio::executor().spawn_blocking(move || std::fs::File::open(path)?.sync_all()).await
     }
 
     async fn exists(&self, path: &Path) -> bool {
