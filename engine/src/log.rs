@@ -755,6 +755,28 @@ impl<S: Storage> LogInner<S> {
     }
 }
 
+/// Blocks of a deleted segment freed per step by [`release_gradually`].
+const RELEASE_STEP_BYTES: u64 = 64 << 20;
+
+/// Frees a deleted segment's blocks a step at a time before its unlink:
+/// truncating from the end, each step synced, so a filesystem mounted with
+/// online discard trims one step per journal commit instead of a whole
+/// segment at once, which stalls the device under the writes of every log
+/// on it (170-400 ms measured here for a 256 MiB segment, ext4 `discard`).
+/// Only when no reader holds the file; errors are left to the unlink.
+async fn release_gradually<S: Storage>(file: &Rc<S::File>) {
+    if Rc::strong_count(file) > 1 {
+        return;
+    }
+    let Ok(mut size) = file.size().await else { return };
+    while size > RELEASE_STEP_BYTES {
+        size -= RELEASE_STEP_BYTES;
+        if file.truncate(size).await.is_err() || file.fdatasync().await.is_err() {
+            return;
+        }
+    }
+}
+
 /// Polls a set of futures together; returns their outputs in order.
 pub(crate) async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
     let mut futures: Vec<Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
@@ -1392,6 +1414,7 @@ impl<S: Storage> Log<S> {
                 (segment.log_path.clone(), segment.index_path(), segment.time_index_path());
             let mut doomed_paths = vec![index_path, time_index_path];
             if !self.recycle(&log_path, &segment.file).await {
+                release_gradually::<S>(&segment.file).await;
                 let _ = segment.file.clone().close().await;
                 doomed_paths.push(log_path);
             }

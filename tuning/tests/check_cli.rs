@@ -33,7 +33,7 @@ fn json_findings_match_the_kernel() {
 
     let names: BTreeSet<&str> = checks.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(names.len(), checks.len(), "check names are unique");
-    assert_eq!(checks.len(), 21);
+    assert_eq!(checks.len(), 22);
     for check in &checks {
         assert_eq!(check.remedy.is_some(), check.status != Status::Ok, "{check:?}");
     }
@@ -93,7 +93,7 @@ fn the_table_has_a_header_and_a_summary() {
         "{stdout}"
     );
     assert!(stdout.lines().any(|l| l.starts_with("memlock ")), "{stdout}");
-    assert!(stdout.trim_end().lines().last().unwrap().starts_with("21 checks: "), "{stdout}");
+    assert!(stdout.trim_end().lines().last().unwrap().starts_with("22 checks: "), "{stdout}");
 }
 
 #[test]

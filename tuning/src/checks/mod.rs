@@ -179,6 +179,7 @@ impl HostObservation {
             memory::check_swappiness(&self.memory),
             storage::check_filesystem(&self.data_dir),
             storage::check_direct_io(&self.data_dir),
+            storage::check_discard(&self.data_dir),
             block::check_scheduler(&self.block),
             block::check_queue_depth(&self.block),
             block::check_write_cache(&self.block),

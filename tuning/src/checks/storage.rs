@@ -108,6 +108,23 @@ pub struct MountEntry {
     pub fs_type: String,
     /// `/dev/vda`, `overlay`, `tmpfs`...
     pub source: String,
+    /// The per-mount options (field 6: `rw,relatime`).
+    pub mount_options: Vec<String>,
+    /// The filesystem's super options, the last field after ` - fstype
+    /// source` (`rw,discard,resv_strict`); empty when the line has none.
+    pub super_options: Vec<String>,
+}
+
+impl MountEntry {
+    /// Whether `option` is set exactly (`discard`, not `nodiscard` or
+    /// `discard=async`), in the per-mount or the super options.
+    pub fn has_option(&self, option: &str) -> bool {
+        self.mount_options.iter().chain(&self.super_options).any(|o| o == option)
+    }
+}
+
+fn split_options(field: Option<&str>) -> Vec<String> {
+    field.map_or_else(Vec::new, |f| f.split(',').filter(|o| !o.is_empty()).map(str::to_string).collect())
 }
 
 /// Undoes mountinfo's octal escapes (`\040` for a space).
@@ -145,6 +162,8 @@ pub fn parse_mountinfo(text: &str) -> Vec<MountEntry> {
                 mount_point: PathBuf::from(unescape_mountinfo(fields.get(4)?)),
                 fs_type: after.next()?.to_string(),
                 source: unescape_mountinfo(after.next()?),
+                mount_options: split_options(fields.get(5).copied()),
+                super_options: split_options(after.next()),
             })
         })
         .collect()
@@ -333,6 +352,38 @@ pub fn check_filesystem(observation: &DataDirObservation) -> Check {
     }
 }
 
+/// Online discard (`-o discard` on ext4 and xfs) TRIMs freed blocks at
+/// each journal commit. Retention unlinking a 1 GiB segment then discards
+/// 1 GiB at once and stalls the device: O_DIRECT segment writes on an ext4
+/// `discard` VM stalled 170-400 ms right after a retention deletion. The
+/// broker still works, so this WARNs; the fix is to mount without
+/// `discard` and trim periodically with `fstrim.timer`. `discard` is
+/// looked for in both the per-mount and the super options (ext4 lists it
+/// in the super options).
+pub fn check_discard(observation: &DataDirObservation) -> Check {
+    const NAME: &str = "online_discard";
+    let place = where_checked(observation);
+    let Some(mount) = &observation.mount else {
+        return Check::ok(NAME, format!("no mount for {place} in /proc/self/mountinfo; mount options not checked"));
+    };
+    let on = format!("{} on {} at {}", mount.fs_type, mount.source, mount.mount_point.display());
+    if !mount.has_option("discard") {
+        return Check::ok(NAME, format!("{on} for {place} is mounted without discard"));
+    }
+    Check::warn(
+        NAME,
+        format!(
+            "{on} for {place} is mounted with discard: freed blocks are TRIMmed at each journal commit, so \
+             deleting a 1 GiB segment at retention stalls writes (170-400 ms measured on ext4)"
+        ),
+        format!(
+            "mount {} without discard (remove `discard` from its /etc/fstab options, or mount with `nodiscard`) \
+             and trim periodically instead: `systemctl enable --now fstrim.timer`",
+            mount.mount_point.display()
+        ),
+    )
+}
+
 pub fn check_direct_io(observation: &DataDirObservation) -> Check {
     const NAME: &str = "o_direct";
     let place = observation.probed.display();
@@ -465,6 +516,76 @@ mod tests {
         let read_only = DirectIoProbe::OpenFailed { errno: libc::EROFS };
         let check = check_direct_io(&observation(magic::XFS, None, read_only));
         assert!(check.remedy.unwrap().contains("read-write"));
+    }
+
+    fn data_dir_on(mountinfo: &str, data_dir: &str) -> DataDirObservation {
+        let mount = mount_containing(&parse_mountinfo(mountinfo), Path::new(data_dir)).cloned();
+        let mut observed = observation(magic::EXT4, mount, written());
+        observed.requested = PathBuf::from(data_dir);
+        observed.probed = PathBuf::from(data_dir);
+        observed
+    }
+
+    #[test]
+    fn parses_per_mount_and_super_options() {
+        let mounts = parse_mountinfo(MOUNTINFO);
+        let root = mount_containing(&mounts, Path::new("/")).unwrap();
+        assert_eq!(root.mount_options, ["rw", "relatime"]);
+        assert_eq!(root.super_options[..3], ["rw", "discard", "resv_strict"]);
+        // Optional fields (`shared:12`) sit between the options and ` - `.
+        let spaced = mount_containing(&mounts, Path::new("/mnt/my disk")).unwrap();
+        assert_eq!(spaced.mount_options, ["rw", "noatime"]);
+        assert_eq!(spaced.super_options, ["rw", "attr2", "inode64"]);
+        // No super options and no per-mount options: kept, just empty.
+        let bare =
+            parse_mountinfo("50 1 8:1 / /bare - ext4 /dev/sda1\n51 1 8:2 / /short\n52 1 8:3 / /x  - ext4 /dev/sda3 ");
+        assert_eq!(bare.len(), 2, "{bare:?}");
+        assert!(bare[0].mount_options.is_empty() && bare[0].super_options.is_empty());
+        assert!(!bare[0].has_option("discard") && !bare[1].has_option("discard"));
+        for odd in ["", " - ", "x - y", "1 2 3:4 / - ext4", "1 2 a:b / /m rw - ext4 /dev/sda discard"] {
+            assert!(parse_mountinfo(odd).is_empty(), "{odd:?}");
+        }
+    }
+
+    #[test]
+    fn ext4_with_discard_warns_with_fstrim_and_nodiscard() {
+        let mountinfo = "27 1 254:0 / / rw,relatime - ext4 /dev/vda rw,discard,resv_strict,resuid=65534,resgid=65534";
+        let check = check_discard(&data_dir_on(mountinfo, "/work/benchdata"));
+        assert_eq!(check.status, Status::Warn);
+        // (`for <dir>` may add "does not exist yet" on hosts without it.)
+        assert!(check.found.starts_with("ext4 on /dev/vda at / for /work/benchdata"), "{}", check.found);
+        assert!(check.found.contains("is mounted with discard: freed blocks are TRIMmed"), "{}", check.found);
+        let remedy = check.remedy.unwrap();
+        assert!(remedy.contains("nodiscard") && remedy.contains("systemctl enable --now fstrim.timer"), "{remedy}");
+        // Some systems list it in the per-mount options instead.
+        let per_mount = "40 27 259:3 / /data rw,noatime,discard shared:12 - xfs /dev/nvme0n1p3 rw,attr2,inode64";
+        assert_eq!(check_discard(&data_dir_on(per_mount, "/data/pinion")).status, Status::Warn);
+    }
+
+    #[test]
+    fn without_discard_is_ok() {
+        let mountinfo = "27 1 254:0 / / rw,relatime - ext4 /dev/vda rw,nodiscard,resv_strict\n\
+                         40 27 259:3 / /data rw,noatime - xfs /dev/nvme0n1p3 rw,attr2,discard=async,inode64";
+        for data_dir in ["/var/lib/pinion", "/data/pinion"] {
+            let check = check_discard(&data_dir_on(mountinfo, data_dir));
+            assert_eq!(check.status, Status::Ok, "{check}");
+            assert!(check.found.ends_with("is mounted without discard"), "{}", check.found);
+            assert_eq!(check.remedy, None);
+        }
+        let unknown = check_discard(&observation(magic::EXT4, None, written()));
+        assert_eq!(unknown.status, Status::Ok);
+        assert!(unknown.found.contains("not checked"), "{}", unknown.found);
+    }
+
+    #[test]
+    fn discard_on_another_mount_is_ok() {
+        let mountinfo = "27 1 254:0 / / rw,relatime - ext4 /dev/vda rw,discard,resv_strict\n\
+                         40 27 259:3 / /data rw,noatime - xfs /dev/nvme0n1p3 rw,attr2,inode64\n\
+                         41 27 259:4 / /scratch rw,noatime - ext4 /dev/nvme1n1 rw,discard";
+        let check = check_discard(&data_dir_on(mountinfo, "/data/pinion"));
+        assert_eq!(check.status, Status::Ok, "{check}");
+        assert!(check.found.starts_with("xfs on /dev/nvme0n1p3 at /data for /data/pinion"), "{}", check.found);
+        assert!(check.found.ends_with("is mounted without discard"), "{}", check.found);
     }
 
     #[test]
