@@ -199,8 +199,7 @@ pub(crate) struct LogState<S: Storage> {
 }
 
 /// A deleted segment's file waiting under its `.log.recycled` name for the
-/// next roll. Its size is taken before any rename: glommio answers a size
-/// query by the path the file was opened with.
+/// next roll, with its size (blocks already written).
 pub(crate) struct RecycledFile<F> {
     pub path: PathBuf,
     pub file: Rc<F>,

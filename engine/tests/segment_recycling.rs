@@ -242,18 +242,31 @@ fn recycled_files_are_reused_on_real_dma_files() {
         let mut rng = Rng::new(11);
         let mut sent = Vec::new();
         append_until_rolled(&log, &mut rng, &mut sent, 6).await;
-        log.wait(sent.last().unwrap().last_offset, Durability::Durable).await.unwrap();
-        assert!(log.enforce_retention().await.unwrap().segments_deleted >= 2);
-        let kept = on_disk_recycled();
-        assert_eq!(kept.len(), 1, "one deleted segment file is kept");
-        let kept_inode = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&kept[0]).unwrap());
+        let inode = |path: &Path| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(path).unwrap());
+        // Generations of keeping and reusing, until files that were
+        // themselves reused (renamed away from the name they were opened
+        // with) are deleted, kept and reused again. Each time the file kept
+        // must be the oldest segment's, and the roll must reuse it.
+        let mut reused_inodes = Vec::new();
+        for generation in 0..10 {
+            log.wait(sent.last().unwrap().last_offset, Durability::Durable).await.unwrap();
+            let oldest = inode(&log_dir.join(format!("{:020}.log", log.segment_base_offsets()[0])));
+            assert!(log.enforce_retention().await.unwrap().segments_deleted >= 1, "generation {generation}");
+            let kept = on_disk_recycled();
+            assert_eq!(kept.len(), 1, "generation {generation}: one deleted segment file is kept");
+            assert_eq!(inode(&kept[0]), oldest, "generation {generation}: the oldest segment's file is the one kept");
 
-        append_until_rolled(&log, &mut rng, &mut sent, 1).await;
-        assert!(on_disk_recycled().is_empty(), "the roll took the kept file");
-        let new_base = *log.segment_base_offsets().last().unwrap();
-        let new_file = log_dir.join(format!("{new_base:020}.log"));
-        let new_inode = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&new_file).unwrap());
-        assert_eq!(new_inode, kept_inode, "the new segment is the kept file, renamed, not a new file");
+            append_until_rolled(&log, &mut rng, &mut sent, 1).await;
+            assert!(on_disk_recycled().is_empty(), "generation {generation}: the roll took the kept file");
+            let new_base = *log.segment_base_offsets().last().unwrap();
+            let new_inode = inode(&log_dir.join(format!("{new_base:020}.log")));
+            assert_eq!(new_inode, oldest, "generation {generation}: the new segment is the kept file, renamed");
+            reused_inodes.push(new_inode);
+        }
+        let mut distinct = reused_inodes.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        assert!(distinct.len() < reused_inodes.len(), "some file was reused twice: {reused_inodes:?}");
         let durable_last = sent.last().unwrap().last_offset;
         log.wait(durable_last, Durability::Durable).await.unwrap();
         let log_start = log.log_start_offset();

@@ -206,7 +206,21 @@ impl StorageFile for DmaSegmentFile {
     }
 
     async fn size(&self) -> io::Result<u64> {
-        self.file.file_size().await.map_err(into_io)
+        // By descriptor: glommio's `file_size` stats the path the file was
+        // opened with, which a recycled segment file no longer has after
+        // its renames (the size query failed, so the second reuse of a
+        // file fell back to unlinking a whole segment).
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&*self.file);
+        let mut stat = std::mem::MaybeUninit::<libc::stat>::uninit();
+        // SAFETY: `fd` is this open file's descriptor, alive while `self`
+        // is; fstat writes a whole `stat` into the buffer when it returns 0.
+        let rc = unsafe { libc::fstat(fd, stat.as_mut_ptr()) };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: fstat returned 0, so it initialised `stat`.
+        let stat = unsafe { stat.assume_init() };
+        u64::try_from(stat.st_size).map_err(|_| io::Error::other("negative file size"))
     }
 
     async fn close(self: Rc<Self>) -> io::Result<()> {
