@@ -199,11 +199,10 @@ pub(crate) struct LogState<S: Storage> {
 }
 
 /// A deleted segment's file waiting under its `.log.recycled` name for the
-/// next roll, with its size (blocks already written).
+/// next roll.
 pub(crate) struct RecycledFile<F> {
     pub path: PathBuf,
     pub file: Rc<F>,
-    pub size: u64,
 }
 
 impl<S: Storage> std::fmt::Debug for LogState<S> {
@@ -1110,10 +1109,15 @@ impl<S: Storage> Log<S> {
     /// preallocation. The old bytes past the new data are never read (reads
     /// stop at the log's own sizes); recovery cuts them off.
     async fn reuse_recycled(&self, path: &Path) -> Option<(Rc<S::File>, u64)> {
-        let RecycledFile { path: recycled_path, file, size } = self.inner.state.borrow_mut().recycled.take()?;
+        let RecycledFile { path: recycled_path, file } = self.inner.state.borrow_mut().recycled.take()?;
         let storage = &self.inner.shard.storage;
-        match storage.rename(&recycled_path, path).await {
-            Ok(()) => {
+        let reused = async {
+            let size = file.size().await?;
+            storage.rename(&recycled_path, path).await?;
+            Ok::<_, io::Error>(size)
+        };
+        match reused.await {
+            Ok(size) => {
                 // The next round that acknowledges durability syncs the
                 // directory first; acks=1 appends need not wait for it.
                 self.inner.state.borrow_mut().dir_renames += 1;
@@ -1443,14 +1447,9 @@ impl<S: Storage> Log<S> {
             return false;
         }
         let path = recycled_path(log_path);
-        let kept = async {
-            let size = file.size().await?;
-            self.inner.shard.storage.rename(log_path, &path).await?;
-            Ok::<_, io::Error>(size)
-        };
-        match kept.await {
-            Ok(size) => {
-                self.inner.state.borrow_mut().recycled = Some(RecycledFile { path, file: file.clone(), size });
+        match self.inner.shard.storage.rename(log_path, &path).await {
+            Ok(()) => {
+                self.inner.state.borrow_mut().recycled = Some(RecycledFile { path, file: file.clone() });
                 true
             }
             Err(e) => {

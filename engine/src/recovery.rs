@@ -72,11 +72,8 @@ pub(crate) async fn load<S: Storage>(shard: &Rc<Shard<S>>, dir: &Path, config: L
             // the next roll, remove the rest.
             if recycled.is_none() && shard.config.recycle_segments {
                 if let Ok(file) = storage.open(&path, OpenMode::Existing).await {
-                    if let Ok(size) = file.size().await {
-                        recycled = Some(crate::log::RecycledFile { path, file, size });
-                        continue;
-                    }
-                    let _ = file.close().await;
+                    recycled = Some(crate::log::RecycledFile { path, file });
+                    continue;
                 }
             }
             storage.remove_file(&path).await?;
