@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::task::{Poll, Waker};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use glommio::channels::channel_mesh::Senders;
 
 use crate::topics::TopicTable;
@@ -23,7 +23,7 @@ use crate::topics::TopicTable;
 #[derive(Debug)]
 pub enum CoreRequest {
     /// Append `records` to a partition this shard owns.
-    Produce { topic: String, partition: i32, records: Bytes, acks: i16 },
+    Produce { topic: String, partition: i32, records: BytesMut, acks: i16 },
     /// Read a partition from `offset`.
     Read { topic: String, partition: i32, offset: i64, max_bytes: usize },
     /// Resolve when the partition has data at `offset`, or after `timeout_ms`.

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use glommio::io::ReadResult;
 
 use pinion_engine::io::dma::DmaStorage;
@@ -146,12 +146,17 @@ impl ShardContext {
         }
     }
 
-    async fn produce_local(&self, topic: &str, partition: i32, records: Bytes, acks: i16) -> Result<ProduceDone, i16> {
+    async fn produce_local(
+        &self,
+        topic: &str,
+        partition: i32,
+        records: BytesMut,
+        acks: i16,
+    ) -> Result<ProduceDone, i16> {
         let Some(log) = self.log(topic, partition) else {
             return Err(ErrorCode::UnknownTopicOrPartition.code());
         };
-        // The engine patches offsets in place, so it needs its own buffer.
-        let info = log.append(BytesMut::from(&records[..]), 0).await.map_err(|e| errors::append_error_code(&e))?;
+        let info = log.append(records, 0).await.map_err(|e| errors::append_error_code(&e))?;
         self.metrics.bytes_in.set(self.metrics.bytes_in.get() + info.bytes as u64);
         let durability = match acks {
             0 => None,

@@ -119,7 +119,7 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: Request, produce_turn: Opti
     match key {
         ApiKey::ApiVersions => api_versions::handle(&request),
         ApiKey::Metadata => metadata::handle(ctx, &request).await,
-        ApiKey::Produce => produce::handle(ctx, &request, produce_turn).await,
+        ApiKey::Produce => produce::handle(ctx, request, produce_turn).await,
         ApiKey::Fetch => fetch::handle(ctx, &request).await,
         ApiKey::ListOffsets => list_offsets::handle(ctx, &request).await,
         ApiKey::CreateTopics => create_topics::handle(ctx, &request).await,
