@@ -164,7 +164,10 @@ mod tests {
     use crate::api::{decode, str_bytes};
     use crate::net::frame::parse_request;
 
-    fn frame(version: i16, topics: &[(&str, &[(i32, &[u8])])]) -> Bytes {
+    /// Partitions of one topic: index and records.
+    type Partitions<'a> = &'a [(i32, &'a [u8])];
+
+    fn frame(version: i16, topics: &[(&str, Partitions)]) -> Bytes {
         let body = ProduceRequest::default().with_acks(-1).with_timeout_ms(1000).with_topic_data(
             topics
                 .iter()
