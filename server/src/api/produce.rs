@@ -167,7 +167,7 @@ mod tests {
     /// Partitions of one topic: index and records.
     type Partitions<'a> = &'a [(i32, &'a [u8])];
 
-    fn frame(version: i16, topics: &[(&str, Partitions)]) -> Bytes {
+    fn frame(version: i16, topics: &[(&str, Partitions<'_>)]) -> Bytes {
         let body = ProduceRequest::default().with_acks(-1).with_timeout_ms(1000).with_topic_data(
             topics
                 .iter()
