@@ -180,6 +180,9 @@ pub struct EngineArgs {
     /// Override EngineConfig::recycle_segments: true|false.
     #[arg(long, value_name = "BOOL")]
     pub recycle_segments: Option<bool>,
+    /// Override EngineConfig::recycle_bytes_max.
+    #[arg(long, value_name = "BYTES")]
+    pub recycle_bytes_max: Option<u64>,
 }
 
 impl EngineArgs {
@@ -202,6 +205,9 @@ impl EngineArgs {
         }
         if let Some(v) = self.recycle_segments {
             config.recycle_segments = v;
+        }
+        if let Some(v) = self.recycle_bytes_max {
+            config.recycle_bytes_max = v;
         }
         config
     }
@@ -251,6 +257,7 @@ pub struct ConfigEcho {
     pub write_behind_bytes_max: usize,
     pub cache_bytes_max: usize,
     pub recycle_segments: bool,
+    pub recycle_bytes_max: u64,
     pub placement: String,
 }
 
@@ -387,6 +394,7 @@ pub fn run(args: EngineArgs) -> Result<(), crate::Error> {
         write_behind_bytes_max: config.write_behind_bytes_max,
         cache_bytes_max: config.cache_bytes_max,
         recycle_segments: config.recycle_segments,
+        recycle_bytes_max: config.recycle_bytes_max,
         placement: placement_name,
     };
 

@@ -47,7 +47,7 @@ struct Cli {
 enum Command {
     /// Append pre-built producer batches to one shard's engine, read them
     /// back, and compare with the raw O_DIRECT bandwidth of the same disk.
-    Engine(engine::EngineArgs),
+    Engine(Box<engine::EngineArgs>),
     /// Compare run files and fail (exit 1) when a metric regressed beyond
     /// its --max-regression threshold; exit 2 on usage errors.
     Compare(compare::CompareArgs),
@@ -61,7 +61,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
-        Command::Engine(args) => engine::run(args),
+        Command::Engine(args) => engine::run(*args),
         Command::Run(args) => run::run(*args),
         // compare has its own exit codes (1 = regression, 2 = usage error).
         Command::Compare(args) => return compare::main(args),

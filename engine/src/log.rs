@@ -187,10 +187,11 @@ pub(crate) struct LogState<S: Storage> {
     pub append_tickets_abandoned: std::collections::BTreeSet<u64>,
     /// Idempotent producers' epochs and last sequences.
     pub producers: crate::producer_state::ProducerState,
-    /// The file of a segment retention deleted, kept open under its
-    /// `.log.recycled` name for the next roll to overwrite (see
-    /// `EngineConfig::recycle_segments`).
-    pub recycled: Option<RecycledFile<S::File>>,
+    /// Files of segments retention deleted, kept open under their
+    /// `.log.recycled` names for the next rolls to overwrite (see
+    /// `EngineConfig::recycle_segments`); each holds its size of the
+    /// shard's `recycle_bytes_max`.
+    pub recycled: Vec<RecycledFile<S::File>>,
     /// Renames of recycled files into new segments, and how many of them a
     /// directory sync has made durable: a durable ack past a rename needs
     /// that sync (an overwrite's fdatasync carries no directory change).
@@ -198,11 +199,13 @@ pub(crate) struct LogState<S: Storage> {
     pub dir_renames_synced: u64,
 }
 
-/// A deleted segment's file waiting under its `.log.recycled` name for the
-/// next roll.
+/// A deleted segment's file waiting under its `.log.recycled` name for a
+/// roll.
 pub(crate) struct RecycledFile<F> {
     pub path: PathBuf,
     pub file: Rc<F>,
+    /// Its size when kept: what it holds of the shard's recycling budget.
+    pub bytes: u64,
 }
 
 impl<S: Storage> std::fmt::Debug for LogState<S> {
@@ -1101,7 +1104,7 @@ impl<S: Storage> Log<S> {
         Ok(())
     }
 
-    /// Renames the recycled segment file, if the log keeps one, to `path`
+    /// Renames a recycled segment file, if the log keeps one, to `path`
     /// for a new segment. The next round that acknowledges durability
     /// syncs the directory too (an overwrite changes no metadata, so its
     /// fdatasync would not carry the rename). Returns the
@@ -1109,7 +1112,8 @@ impl<S: Storage> Log<S> {
     /// preallocation. The old bytes past the new data are never read (reads
     /// stop at the log's own sizes); recovery cuts them off.
     async fn reuse_recycled(&self, path: &Path) -> Option<(Rc<S::File>, u64)> {
-        let RecycledFile { path: recycled_path, file } = self.inner.state.borrow_mut().recycled.take()?;
+        let RecycledFile { path: recycled_path, file, bytes } = self.inner.state.borrow_mut().recycled.pop()?;
+        self.inner.shard.release_recycled(bytes);
         let storage = &self.inner.shard.storage;
         let reused = async {
             let size = file.size().await?;
@@ -1435,24 +1439,29 @@ impl<S: Storage> Log<S> {
         Ok(outcome)
     }
 
-    /// Keeps the file of a segment retention deletes for the next roll to
-    /// overwrite, when recycling is on, the log keeps none yet, and no
-    /// reader still holds the file (it would read the new data as the old).
-    /// Returns whether the file was kept.
+    /// Keeps the file of a segment retention deletes for a later roll to
+    /// overwrite, when recycling is on, the file fits in the shard's
+    /// `recycle_bytes_max`, and no reader still holds it (it would read the
+    /// new data as the old). Returns whether the file was kept.
     async fn recycle(&self, log_path: &Path, file: &Rc<S::File>) -> bool {
-        let wanted = self.inner.shard.config.recycle_segments
-            && Rc::strong_count(file) == 1
-            && self.inner.state.borrow().recycled.is_none();
-        if !wanted {
+        let shard = &self.inner.shard;
+        if !shard.config.recycle_segments || Rc::strong_count(file) != 1 {
+            return false;
+        }
+        let Ok(bytes) = file.size().await else {
+            return false;
+        };
+        if !shard.reserve_recycled(bytes) {
             return false;
         }
         let path = recycled_path(log_path);
-        match self.inner.shard.storage.rename(log_path, &path).await {
+        match shard.storage.rename(log_path, &path).await {
             Ok(()) => {
-                self.inner.state.borrow_mut().recycled = Some(RecycledFile { path, file: file.clone() });
+                self.inner.state.borrow_mut().recycled.push(RecycledFile { path, file: file.clone(), bytes });
                 true
             }
             Err(e) => {
+                shard.release_recycled(bytes);
                 tracing::warn!(path = %log_path.display(), error = %e, "cannot keep a deleted segment for reuse; removing it");
                 false
             }
@@ -1601,8 +1610,11 @@ impl<S: Storage> Log<S> {
                 active.meta.time_index.to_bytes(),
             );
             let mut files: Vec<_> = st.segments.iter().map(|s| s.file.clone()).collect();
-            // A recycled file stays on disk for the next open to reuse.
-            files.extend(st.recycled.take().map(|recycled| recycled.file));
+            // Recycled files stay on disk for the next open to reuse.
+            for recycled in st.recycled.drain(..) {
+                self.inner.shard.release_recycled(recycled.bytes);
+                files.push(recycled.file);
+            }
             (files, active)
         };
         self.inner.shard.forget(&self.inner);

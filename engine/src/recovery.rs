@@ -64,16 +64,23 @@ pub(crate) async fn load<S: Storage>(shard: &Rc<Shard<S>>, dir: &Path, config: L
     };
     let mut bases = Vec::new();
     let mut swaps = Vec::new();
-    let mut recycled = None;
+    let mut recycled = Vec::new();
     for path in storage.list_dir(dir).await? {
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         if name.ends_with(RECYCLED_SUFFIX) {
-            // A deleted segment's file kept for reuse: keep one open for
-            // the next roll, remove the rest.
-            if recycled.is_none() && shard.config.recycle_segments {
+            // A deleted segment's file kept for reuse: keep it open for a
+            // roll while the shard's recycling budget allows, else remove it.
+            if shard.config.recycle_segments {
                 if let Ok(file) = storage.open(&path, OpenMode::Existing).await {
-                    recycled = Some(crate::log::RecycledFile { path, file });
-                    continue;
+                    match file.size().await {
+                        Ok(bytes) if shard.reserve_recycled(bytes) => {
+                            recycled.push(crate::log::RecycledFile { path, file, bytes });
+                            continue;
+                        }
+                        _ => {
+                            let _ = file.close().await;
+                        }
+                    }
                 }
             }
             storage.remove_file(&path).await?;

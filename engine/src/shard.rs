@@ -75,6 +75,9 @@ pub(crate) struct Shard<S: Storage> {
     write_buffers: RefCell<Vec<WriteBufOf<S>>>,
     /// Flush rounds running as tasks (see `run_flusher`).
     rounds_in_flight: Cell<usize>,
+    /// Bytes of recycled segment files the shard's logs keep (at most
+    /// `config.recycle_bytes_max`).
+    recycled_bytes: Cell<u64>,
 }
 
 type WriteBufOf<S> = <<S as Storage>::File as StorageFile>::WriteBuf;
@@ -84,6 +87,22 @@ type WriteBufOf<S> = <<S as Storage>::File as StorageFile>::WriteBuf;
 const WRITE_BUFFERS_POOLED_MAX: usize = 16;
 
 impl<S: Storage> Shard<S> {
+    /// Takes `bytes` of the budget for kept recycled segment files; false
+    /// when recycling is off or the file does not fit.
+    pub fn reserve_recycled(&self, bytes: u64) -> bool {
+        let kept = self.recycled_bytes.get();
+        if !self.config.recycle_segments || kept.saturating_add(bytes) > self.config.recycle_bytes_max {
+            return false;
+        }
+        self.recycled_bytes.set(kept + bytes);
+        true
+    }
+
+    /// Gives back the budget of a kept file that was reused or dropped.
+    pub fn release_recycled(&self, bytes: u64) {
+        self.recycled_bytes.set(self.recycled_bytes.get().saturating_sub(bytes));
+    }
+
     pub fn next_seq(&self) -> u64 {
         let seq = self.seq.get() + 1;
         self.seq.set(seq);
@@ -345,6 +364,7 @@ impl<S: Storage> Engine<S> {
             stopping: Cell::new(false),
             write_buffers: RefCell::new(Vec::new()),
             rounds_in_flight: Cell::new(0),
+            recycled_bytes: Cell::new(0),
         });
         let flusher = glommio::spawn_local(shard.clone().run_flusher()).detach();
         Ok(Self { shard, flusher: RefCell::new(Some(flusher)) })

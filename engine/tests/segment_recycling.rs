@@ -5,7 +5,8 @@
 //! appended batches; after a power cut in the middle of overwriting, recovery
 //! keeps every batch acknowledged durable and none of the old bytes; a whole
 //! sealed segment followed by leftover bytes is trimmed without dropping the
-//! segments after it; and with recycling off nothing is kept.
+//! segments after it; with recycling off nothing is kept; and the shard's
+//! `recycle_bytes_max` bounds the files kept, across retention and reopen.
 
 mod common;
 
@@ -22,6 +23,13 @@ const SEGMENT_BYTES: u64 = 10_000;
 
 fn config() -> LogConfig {
     LogConfig { segment_bytes: SEGMENT_BYTES, retention_bytes: 2 * SEGMENT_BYTES as i64, ..LogConfig::default() }
+}
+
+/// An engine whose recycling budget holds `files` deleted segment files
+/// (a sealed segment's file is at most `SEGMENT_BYTES`).
+async fn start_with_budget(sim: &SimStorage, clock: &ManualClock, files: u64) -> Engine<SimStorage> {
+    let budget = files * SEGMENT_BYTES + SEGMENT_BYTES / 2;
+    start_sim_with(sim, clock, EngineConfig { recycle_bytes_max: budget, ..engine_config() }).await
 }
 
 fn is_recycled(path: &Path) -> bool {
@@ -62,7 +70,7 @@ fn retention_keeps_a_deleted_segment_file_and_the_next_roll_overwrites_it() {
     run("recycle-roll", || async {
         let sim = SimStorage::new(7);
         let clock = ManualClock::new(1_000_000);
-        let engine = start_sim(&sim, &clock).await;
+        let engine = start_with_budget(&sim, &clock, 1).await;
         let log = engine.open_log(&log_dir(), config()).await.unwrap();
         let mut rng = Rng::new(7);
         let mut sent = Vec::new();
@@ -73,7 +81,7 @@ fn retention_keeps_a_deleted_segment_file_and_the_next_roll_overwrites_it() {
         let outcome = log.enforce_retention().await.unwrap();
         assert!(outcome.segments_deleted >= 2, "retention by size deletes segments: {outcome:?}");
         let kept = recycled_files(&sim);
-        assert_eq!(kept.len(), 1, "one deleted segment file is kept for reuse, the rest are removed: {kept:?}");
+        assert_eq!(kept.len(), 1, "the budget keeps one deleted segment file, the rest are removed: {kept:?}");
         assert_eq!(kept[0], PathBuf::from(format!("{}.recycled", segment_path(oldest, "log").display())));
         let old_bytes = sim.contents(&kept[0]).unwrap();
         assert!(old_bytes.len() > (SEGMENT_BYTES / 2) as usize, "the kept file still holds the old segment");
@@ -122,7 +130,7 @@ fn a_power_cut_while_overwriting_a_recycled_file_never_exposes_its_old_batches()
         run("recycle-power-cut", move || async move {
             let sim = SimStorage::new(seed);
             let clock = ManualClock::new(1_000_000);
-            let engine = start_sim(&sim, &clock).await;
+            let engine = start_with_budget(&sim, &clock, 1).await;
             let log = engine.open_log(&log_dir(), config()).await.unwrap();
             let mut rng = Rng::new(seed);
             let mut sent = Vec::new();
@@ -228,6 +236,50 @@ fn with_recycling_off_retention_removes_every_deleted_segment_file() {
 }
 
 #[test]
+fn the_shard_budget_bounds_the_kept_files_and_each_roll_reuses_one() {
+    run("recycle-budget", || async {
+        let sim = SimStorage::new(11);
+        let clock = ManualClock::new(1_000_000);
+        let engine = start_with_budget(&sim, &clock, 3).await;
+        let log = engine.open_log(&log_dir(), config()).await.unwrap();
+        let mut rng = Rng::new(11);
+        let mut sent = Vec::new();
+        append_until_rolled(&log, &mut rng, &mut sent, 8).await;
+        log.wait(sent.last().unwrap().last_offset, Durability::Written).await.unwrap();
+        let outcome = log.enforce_retention().await.unwrap();
+        assert!(outcome.segments_deleted >= 4, "retention deletes more segments than the budget holds: {outcome:?}");
+        assert_eq!(recycled_files(&sim).len(), 3, "the budget keeps three files, the rest are removed");
+
+        // Each roll takes one kept file, until none is left.
+        for left in [2, 1, 0] {
+            append_until_rolled(&log, &mut rng, &mut sent, 1).await;
+            assert_eq!(recycled_files(&sim).len(), left, "a roll reuses one kept file");
+        }
+        let log_start = log.log_start_offset();
+        let expected: Vec<Stored> = sent.iter().filter(|b| b.base_offset >= log_start).cloned().collect();
+        assert_same_batches(&read_all(&log).await, &expected, "reads after three recycled rolls");
+
+        // Kept files outlive a close and are adopted again, within the
+        // budget of the engine that opens them.
+        log.wait(sent.last().unwrap().last_offset, Durability::Written).await.unwrap();
+        assert!(log.enforce_retention().await.unwrap().segments_deleted >= 3);
+        assert_eq!(recycled_files(&sim).len(), 3);
+        log.close().await.unwrap();
+        engine.shutdown().await;
+        assert_eq!(recycled_files(&sim).len(), 3, "kept files stay on disk over a clean close");
+        let engine = start_with_budget(&sim, &clock, 2).await;
+        let log = engine.open_log(&log_dir(), config()).await.unwrap();
+        assert_eq!(recycled_files(&sim).len(), 2, "a reopen keeps what its budget holds and removes the rest");
+        let log_start = log.log_start_offset();
+        let expected: Vec<Stored> = sent.iter().filter(|b| b.base_offset >= log_start).cloned().collect();
+        assert_same_batches(&read_all(&log).await, &expected, "reads after the reopen");
+        append_until_rolled(&log, &mut rng, &mut sent, 1).await;
+        assert_eq!(recycled_files(&sim).len(), 1, "the reopened log reuses an adopted file");
+        log.close().await.unwrap();
+    });
+}
+
+#[test]
 fn recycled_files_are_reused_on_real_dma_files() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().to_path_buf();
@@ -237,7 +289,10 @@ fn recycled_files_are_reused_on_real_dma_files() {
             std::fs::read_dir(&log_dir).unwrap().map(|e| e.unwrap().path()).filter(|p| is_recycled(p)).collect()
         };
         let clock: Rc<dyn Clock> = Rc::new(SystemClock);
-        let engine = Engine::start(DmaStorage, engine_config(), clock, std::slice::from_ref(&root)).await.unwrap();
+        // Sealed segments hold more than 6,700 bytes (a batch is at most 3.3 KB),
+        // so this budget holds exactly one file.
+        let budget = EngineConfig { recycle_bytes_max: SEGMENT_BYTES, ..engine_config() };
+        let engine = Engine::start(DmaStorage, budget, clock, std::slice::from_ref(&root)).await.unwrap();
         let log = engine.open_log(&log_dir, config()).await.unwrap();
         let mut rng = Rng::new(11);
         let mut sent = Vec::new();

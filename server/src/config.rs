@@ -103,10 +103,12 @@ pub struct ServerConfig {
     pub group_initial_rebalance_delay_ms: i32,
     /// Tail cache per shard.
     pub cache_bytes_max: usize,
-    /// Retention keeps each log's last deleted segment file for its next
-    /// roll to overwrite (faster writes, no discard stall on delete; up to
-    /// one extra segment of disk per partition).
+    /// Retention keeps deleted segment files for later rolls to overwrite
+    /// (faster writes, no discard stall on delete), up to
+    /// `log_segment_recycling_bytes` per shard.
     pub log_segment_recycling: bool,
+    /// Disk each shard may keep in deleted segment files for reuse.
+    pub log_segment_recycling_bytes: u64,
 }
 
 impl Default for ServerConfig {
@@ -145,6 +147,7 @@ impl Default for ServerConfig {
             group_initial_rebalance_delay_ms: 0,
             cache_bytes_max: engine.cache_bytes_max,
             log_segment_recycling: engine.recycle_segments,
+            log_segment_recycling_bytes: engine.recycle_bytes_max,
         }
     }
 }
@@ -207,11 +210,16 @@ pub struct ServeArgs {
     /// Tail cache per shard in bytes [default: 268435456]
     #[arg(long, value_name = "BYTES")]
     pub cache_bytes_max: Option<usize>,
-    /// Overwrite the file of each partition's last segment deleted by
-    /// retention at its next roll instead of creating a new file (up to one
-    /// extra segment of disk per partition): true|false [default: true]
+    /// Keep the files of segments deleted by retention and overwrite them
+    /// at later rolls instead of creating new files (up to
+    /// --log-segment-recycling-bytes of disk per shard): true|false
+    /// [default: true]
     #[arg(long, value_name = "BOOL")]
     pub log_segment_recycling: Option<bool>,
+    /// Disk each shard may keep in deleted segment files for reuse, in
+    /// bytes [default: 2147483648]
+    #[arg(long, value_name = "BYTES")]
+    pub log_segment_recycling_bytes: Option<u64>,
     /// Executors poll this long before parking, in microseconds [default: 0]
     #[arg(long, value_name = "US")]
     pub spin_before_park_us: Option<u64>,
@@ -259,6 +267,7 @@ impl ServerConfig {
         }
         take!(data_dir, listen, cores, node_id, auto_create_topics, num_partitions, socket_request_max_bytes);
         take!(log_retention_ms, log_retention_bytes, log_segment_bytes, message_max_bytes, log_segment_recycling);
+        take!(log_segment_recycling_bytes);
         take!(log_retention_check_interval_ms, flush_linger_us, cache_bytes_max, spin_before_park_us, startup_checks);
         take!(offsets_topic_num_partitions, offsets_retention_minutes, group_min_session_timeout_ms);
         take!(group_max_session_timeout_ms, group_initial_rebalance_delay_ms, offsets_retention_check_interval_ms);
@@ -369,6 +378,7 @@ impl ServerConfig {
             write_bytes_max: self.write_bytes_max,
             cache_bytes_max: self.cache_bytes_max,
             recycle_segments: self.log_segment_recycling,
+            recycle_bytes_max: self.log_segment_recycling_bytes,
             ..EngineConfig::default()
         }
     }
