@@ -12,6 +12,9 @@
 # over the configurations, so a noisy minute on the machine spreads over
 # all of them instead of spoiling one. Each run writes OUT_DIR/<name>-<n>.json
 # and OUT_DIR/<name>-<n>.txt (the exact command is the first line of the .txt).
+# EXTRA_ARGS (environment) are added to every run, e.g. the recycling
+# steady state of a log whose retention deletes segments all the time:
+#   EXTRA_ARGS="--segment-bytes 268435456 --retention-bytes 536870912 --warmup 3 --raw-overwrite"
 # Needs jq. Build first:
 #   CARGO_TARGET_DIR=... cargo build --release -p pinion-bench
 # On a machine shared with other work (autogroup scheduling, so plain nice
@@ -29,7 +32,8 @@ mkdir -p "$out_dir"
 run() {
     local name=$1 n=$2
     shift 2
-    local cmd=("$bench" engine --dir "$data_dir" --duration "$duration" --json "$out_dir/$name-$n.json" "$@")
+    # shellcheck disable=SC2206
+    local cmd=("$bench" engine --dir "$data_dir" --duration "$duration" --json "$out_dir/$name-$n.json" "$@" ${EXTRA_ARGS:-})
     { echo "\$ ${cmd[*]}"; "${cmd[@]}"; } >"$out_dir/$name-$n.txt" 2>&1 || { cat "$out_dir/$name-$n.txt"; exit 1; }
     jq -r --arg name "$name-$n" \
         '"\($name)\t\(.messages_per_sec|floor) msg/s\t\(.bytes_per_sec/1e6|floor) MB/s\traw \(.raw_odirect_write_bytes_per_sec/1e6|floor) MB/s\tratio \(.ratio_to_raw*1000|floor/1000)\tp99 \(.append_latency_us.p99) us\tother cores \(.write.other_busy_cores*100|floor/100)"' \
