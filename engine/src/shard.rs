@@ -61,6 +61,9 @@ pub(crate) struct Shard<S: Storage> {
     pub clock: Rc<dyn Clock>,
     pub stats: RefCell<EngineStats>,
     dirty: RefCell<VecDeque<Rc<LogInner<S>>>>,
+    /// Dirty logs at their limit of rounds in flight: each goes back to
+    /// `dirty` when one of its rounds ends.
+    parked: RefCell<Vec<Rc<LogInner<S>>>>,
     flusher_waker: RefCell<Option<Waker>>,
     capacity_wakers: RefCell<Vec<Waker>>,
     logs: RefCell<Vec<Weak<LogInner<S>>>>,
@@ -283,10 +286,13 @@ impl<S: Storage> Shard<S> {
                 .await;
             }
             let logs: Vec<_> = self.dirty.borrow_mut().drain(..).collect();
-            let mut deferred = Vec::new();
             for log in logs {
                 if !log.has_round_capacity() {
-                    deferred.push(log);
+                    // At its limit of rounds (it has one in flight): parked
+                    // until one of them ends, while the other logs go on.
+                    // Waiting here instead held every log's next round
+                    // behind some round's fdatasync.
+                    self.parked.borrow_mut().push(log);
                     continue;
                 }
                 // Rounds run as tasks of their own, so the next round can be
@@ -296,17 +302,22 @@ impl<S: Storage> Shard<S> {
                 glommio::spawn_local(async move {
                     log.flush_round().await;
                     shard.rounds_in_flight.set(shard.rounds_in_flight.get() - 1);
+                    shard.unpark(&log);
                     shard.evict_if_needed();
                     shard.wake_flusher();
                 })
                 .detach();
             }
-            if !deferred.is_empty() {
-                // Logs at their limit of rounds: retry once some round ends.
-                let in_flight = self.rounds_in_flight.get();
-                self.dirty.borrow_mut().extend(deferred);
-                self.wait_for_rounds(in_flight.saturating_sub(1)).await;
-            }
+        }
+    }
+
+    /// Moves `log` back to the dirty queue if it was parked at its limit of
+    /// rounds.
+    fn unpark(&self, log: &Rc<LogInner<S>>) {
+        let mut parked = self.parked.borrow_mut();
+        if let Some(i) = parked.iter().position(|p| Rc::ptr_eq(p, log)) {
+            let log = parked.swap_remove(i);
+            self.dirty.borrow_mut().push_back(log);
         }
     }
 
@@ -355,6 +366,7 @@ impl<S: Storage> Engine<S> {
             clock,
             stats: RefCell::new(EngineStats::default()),
             dirty: RefCell::new(VecDeque::new()),
+            parked: RefCell::new(Vec::new()),
             flusher_waker: RefCell::new(None),
             capacity_wakers: RefCell::new(Vec::new()),
             logs: RefCell::new(Vec::new()),

@@ -75,6 +75,9 @@ struct Disk {
     rng: u64,
     writes: u64,
     syncs: u64,
+    /// fdatasync of files whose path contains this waits (`hold_fsyncs`).
+    fsync_hold: Option<String>,
+    fsync_waiters: Vec<std::task::Waker>,
 }
 
 impl Disk {
@@ -142,6 +145,24 @@ impl SimStorage {
         let mut disk = self.disk.borrow_mut();
         disk.faults.clear();
         disk.write_budget_bytes = None;
+    }
+
+    /// Makes every fdatasync of a file whose path contains `path_contains`
+    /// wait until [`SimStorage::release_fsyncs`]: a slow device sync.
+    pub fn hold_fsyncs(&self, path_contains: &str) {
+        self.disk.borrow_mut().fsync_hold = Some(path_contains.to_string());
+    }
+
+    /// Lets held fdatasyncs complete.
+    pub fn release_fsyncs(&self) {
+        let waiters = {
+            let mut disk = self.disk.borrow_mut();
+            disk.fsync_hold = None;
+            std::mem::take(&mut disk.fsync_waiters)
+        };
+        for waker in waiters {
+            waker.wake();
+        }
     }
 
     /// After `bytes` more bytes are written, writes fail with ENOSPC.
@@ -411,6 +432,17 @@ impl StorageFile for SimFile {
     }
 
     async fn fdatasync(&self) -> io::Result<()> {
+        std::future::poll_fn(|cx| {
+            let mut disk = self.disk.borrow_mut();
+            match &disk.fsync_hold {
+                Some(held) if self.path.to_string_lossy().contains(held.as_str()) => {
+                    disk.fsync_waiters.push(cx.waker().clone());
+                    std::task::Poll::Pending
+                }
+                _ => std::task::Poll::Ready(()),
+            }
+        })
+        .await;
         let mut disk = self.disk.borrow_mut();
         if let Some(fault) = disk.take_fault(FaultOp::Fsync, &self.path) {
             return Err(errno(fault.errno));
