@@ -1108,25 +1108,20 @@ impl<S: Storage> Log<S> {
     /// for a new segment. The next round that acknowledges durability
     /// syncs the directory too (an overwrite changes no metadata, so its
     /// fdatasync would not carry the rename). Returns the
-    /// file and its size: blocks already written, which need no
-    /// preallocation. The old bytes past the new data are never read (reads
+    /// file and its size when kept (nothing writes to a kept file): blocks
+    /// already written, which need no preallocation. The old bytes past the new data are never read (reads
     /// stop at the log's own sizes); recovery cuts them off.
     async fn reuse_recycled(&self, path: &Path) -> Option<(Rc<S::File>, u64)> {
         let RecycledFile { path: recycled_path, file, bytes } = self.inner.state.borrow_mut().recycled.pop()?;
         self.inner.shard.release_recycled(bytes);
         let storage = &self.inner.shard.storage;
-        let reused = async {
-            let size = file.size().await?;
-            storage.rename(&recycled_path, path).await?;
-            Ok::<_, io::Error>(size)
-        };
-        match reused.await {
-            Ok(size) => {
+        match storage.rename(&recycled_path, path).await {
+            Ok(()) => {
                 // The next round that acknowledges durability syncs the
                 // directory first; acks=1 appends need not wait for it.
                 self.inner.state.borrow_mut().dir_renames += 1;
-                tracing::debug!(log = %self.inner.dir.display(), bytes = size, "new segment overwrites a recycled file");
-                Some((file, size))
+                tracing::debug!(log = %self.inner.dir.display(), bytes, "new segment overwrites a recycled file");
+                Some((file, bytes))
             }
             Err(e) => {
                 tracing::warn!(path = %recycled_path.display(), error = %e, "cannot reuse a recycled segment file; creating a new one");
