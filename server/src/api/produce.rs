@@ -52,15 +52,18 @@ fn take_records(request: &mut Request, mut body: ProduceRequest) -> Vec<TopicRec
     let mut topics = Vec::with_capacity(body.topic_data.len());
     // Per partition: where its records lie in the frame, or a copy.
     let mut located: Vec<Result<std::ops::Range<usize>, BytesMut>> = Vec::new();
+    // Where the last records located in the frame end: pieces are split
+    // off in order, so each must start at or after it.
+    let mut located_end = 0;
     for topic in std::mem::take(&mut body.topic_data) {
         let mut partitions = Vec::with_capacity(topic.partition_data.len());
         for partition in topic.partition_data {
             let records = partition.records.unwrap_or_default();
             let offset = (records.as_ptr() as usize).wrapping_sub(frame_start);
             let in_frame = !records.is_empty() && offset <= frame_len && records.len() <= frame_len - offset;
-            let after_previous = located.iter().rev().find_map(|l| l.as_ref().ok()).is_none_or(|r| r.end <= offset);
-            located.push(if in_frame && after_previous {
-                Ok(offset..offset + records.len())
+            located.push(if in_frame && offset >= located_end {
+                located_end = offset + records.len();
+                Ok(offset..located_end)
             } else {
                 Err(BytesMut::from(&records[..]))
             });
