@@ -17,6 +17,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc, as the broker uses: the engine bench drives the same engine
+/// (flush rounds, write buffers), and the load generator shares the CPU
+/// with the broker it measures, so glibc's chunk management is cost in both.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod chart;
 mod client;
 mod compare;

@@ -9,6 +9,13 @@ use clap::{Parser, Subcommand};
 use pinion_server::broker;
 use pinion_server::config::{ServeArgs, ServerConfig};
 
+/// mimalloc instead of glibc malloc: frames, write buffers and flush rounds
+/// are allocated and freed at hundreds of thousands per second, and glibc's
+/// chunk management (`_int_malloc`, `malloc_consolidate`) took about 9 % of
+/// a broker's CPU in a 1 KiB produce profile.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(name = "pinion", version, about = "A Kafka-compatible broker on a thread-per-core io_uring storage engine")]
 struct Cli {
