@@ -526,24 +526,43 @@ pub mod build {
         max_timestamp: i64,
     ) -> Vec<u8> {
         let mut out = Vec::with_capacity(HEADER_BYTES + records.len());
-        out.extend_from_slice(&0i64.to_be_bytes());
-        let batch_length = (HEADER_BYTES - LOG_OVERHEAD_BYTES + records.len()) as i32;
-        out.extend_from_slice(&batch_length.to_be_bytes());
-        out.extend_from_slice(&(-1i32).to_be_bytes());
-        out.push(MAGIC_V2);
-        out.extend_from_slice(&0u32.to_be_bytes());
-        out.extend_from_slice(&attributes.to_be_bytes());
-        out.extend_from_slice(&(records_count - 1).to_be_bytes());
-        out.extend_from_slice(&base_timestamp.to_be_bytes());
-        out.extend_from_slice(&max_timestamp.to_be_bytes());
-        out.extend_from_slice(&(-1i64).to_be_bytes());
-        out.extend_from_slice(&(-1i16).to_be_bytes());
-        out.extend_from_slice(&(-1i32).to_be_bytes());
-        out.extend_from_slice(&records_count.to_be_bytes());
+        out.resize(HEADER_BYTES, 0);
         out.extend_from_slice(records);
-        let crc = compute_crc(&out);
-        out[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+        seal(&mut out, records_count, attributes, base_timestamp, max_timestamp);
         out
+    }
+
+    /// Writes the header into `batch[..HEADER_BYTES]` for the record bytes
+    /// that follow it, CRC included: a producer that encodes its records
+    /// behind a reserved header gets a batch without copying them.
+    pub fn seal(batch: &mut [u8], records_count: i32, attributes: i16, base_timestamp: i64, max_timestamp: i64) {
+        assert!(batch.len() >= HEADER_BYTES, "a batch has room for its header");
+        let batch_length = (batch.len() - LOG_OVERHEAD_BYTES) as i32;
+        let mut header = [0u8; HEADER_BYTES];
+        let fields: [&[u8]; 13] = [
+            &0i64.to_be_bytes(),
+            &batch_length.to_be_bytes(),
+            &(-1i32).to_be_bytes(),
+            &[MAGIC_V2],
+            &0u32.to_be_bytes(),
+            &attributes.to_be_bytes(),
+            &(records_count - 1).to_be_bytes(),
+            &base_timestamp.to_be_bytes(),
+            &max_timestamp.to_be_bytes(),
+            &(-1i64).to_be_bytes(),
+            &(-1i16).to_be_bytes(),
+            &(-1i32).to_be_bytes(),
+            &records_count.to_be_bytes(),
+        ];
+        let mut at = 0;
+        for field in fields {
+            header[at..at + field.len()].copy_from_slice(field);
+            at += field.len();
+        }
+        debug_assert_eq!(at, HEADER_BYTES);
+        batch[..HEADER_BYTES].copy_from_slice(&header);
+        let crc = compute_crc(batch);
+        batch[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
     }
 }
 

@@ -25,7 +25,10 @@ const ZSTD_LEVEL: i32 = 3;
 /// Records of one partition waiting to be sent.
 #[derive(Debug)]
 pub struct BatchBuilder {
-    records: Vec<u8>,
+    /// `HEADER_BYTES` reserved for the batch header, then the records: an
+    /// uncompressed batch is sealed in place and sent without a copy.
+    buf: Vec<u8>,
+    capacity: usize,
     count: i32,
     base_timestamp_ms: i64,
     scratch: Vec<u8>,
@@ -33,7 +36,19 @@ pub struct BatchBuilder {
 
 impl BatchBuilder {
     pub fn new(capacity: usize) -> Self {
-        Self { records: Vec::with_capacity(capacity), count: 0, base_timestamp_ms: 0, scratch: Vec::with_capacity(16) }
+        Self {
+            buf: Self::empty_buf(capacity),
+            capacity,
+            count: 0,
+            base_timestamp_ms: 0,
+            scratch: Vec::with_capacity(16),
+        }
+    }
+
+    fn empty_buf(capacity: usize) -> Vec<u8> {
+        let mut buf = Vec::with_capacity(HEADER_BYTES + capacity);
+        buf.resize(HEADER_BYTES, 0);
+        buf
     }
 
     pub fn is_empty(&self) -> bool {
@@ -42,7 +57,7 @@ impl BatchBuilder {
 
     /// Uncompressed bytes of the records section so far.
     pub fn records_bytes(&self) -> usize {
-        self.records.len()
+        self.buf.len() - HEADER_BYTES
     }
 
     /// Appends one record. The value is `prefix` followed by `body`, so the
@@ -61,35 +76,39 @@ impl BatchBuilder {
             Some(k) => put_varint(&mut self.scratch, k.len() as i64),
             None => put_varint(&mut self.scratch, -1),
         }
-        let mut value_len_varint = [0u8; 10];
-        let value_len_bytes = {
-            let mut tmp = Vec::with_capacity(10);
-            put_varint(&mut tmp, value_len as i64);
-            value_len_varint[..tmp.len()].copy_from_slice(&tmp);
-            tmp.len()
-        };
-        let key_len = key.map_or(0, <[u8]>::len);
-        let length = self.scratch.len() + key_len + value_len_bytes + value_len + 1;
-        put_varint(&mut self.records, length as i64);
-        self.records.extend_from_slice(&self.scratch);
         if let Some(k) = key {
-            self.records.extend_from_slice(k);
+            self.scratch.extend_from_slice(k);
         }
-        self.records.extend_from_slice(&value_len_varint[..value_len_bytes]);
-        self.records.extend_from_slice(prefix);
-        self.records.extend_from_slice(body);
-        self.records.push(0); // headers count (varint 0)
+        let before_value = self.scratch.len();
+        put_varint(&mut self.scratch, value_len as i64);
+        let value_len_bytes = self.scratch.len() - before_value;
+        let key_len = key.map_or(0, <[u8]>::len);
+        let length = before_value + value_len_bytes + value_len + 1;
+        put_varint(&mut self.buf, length as i64);
+        self.buf.extend_from_slice(&self.scratch);
+        self.buf.extend_from_slice(prefix);
+        self.buf.extend_from_slice(body);
+        self.buf.push(0); // headers count (varint 0)
         self.count += 1;
     }
 
     /// The finished batch, compressed; the builder is empty afterwards.
     pub fn finish(&mut self, codec: Codec, max_timestamp_ms: i64) -> Result<Bytes, crate::Error> {
         assert!(self.count > 0, "an empty batch is never sent");
-        let body = compress(codec, &self.records)?;
-        let batch =
-            build::from_records(&body, self.count, codec.attributes(), self.base_timestamp_ms, max_timestamp_ms);
-        self.records.clear();
+        let (count, base_timestamp_ms) = (self.count, self.base_timestamp_ms);
         self.count = 0;
+        if codec == Codec::None {
+            // Sealed where the records were encoded: no copy. The next
+            // buffer starts as large as this batch grew, so it is not
+            // reallocated (and copied) while it fills.
+            self.capacity = self.capacity.max(self.buf.len() - HEADER_BYTES);
+            let mut batch = std::mem::replace(&mut self.buf, Self::empty_buf(self.capacity));
+            build::seal(&mut batch, count, codec.attributes(), base_timestamp_ms, max_timestamp_ms);
+            return Ok(Bytes::from(batch));
+        }
+        let body = compress(codec, &self.buf[HEADER_BYTES..]);
+        self.buf.truncate(HEADER_BYTES);
+        let batch = build::from_records(&body?, count, codec.attributes(), base_timestamp_ms, max_timestamp_ms);
         Ok(Bytes::from(batch))
     }
 }
@@ -247,6 +266,13 @@ mod tests {
             assert_eq!(next, Some(50), "{codec:?}");
             assert_eq!(seen.len(), 100, "{codec:?}");
             assert_eq!(seen[49], (49, 49));
+            // The builder starts over: the next batch holds only its own records.
+            builder.push(2_000, None, &[9; 16], &[8; 10]);
+            let second = builder.finish(codec, 2_000).unwrap();
+            assert_eq!(pinion_engine::batch::validate(&second).unwrap().records_count, 1, "{codec:?}");
+            let mut values = Vec::new();
+            for_each_value(&second, |offset, value| values.push((offset, value.to_vec()))).unwrap();
+            assert_eq!(values, vec![(0, [[9u8; 16].as_slice(), &[8; 10]].concat())], "{codec:?}");
         }
     }
 
