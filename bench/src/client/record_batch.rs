@@ -82,7 +82,6 @@ impl BatchBuilder {
         let before_value = self.scratch.len();
         put_varint(&mut self.scratch, value_len as i64);
         let value_len_bytes = self.scratch.len() - before_value;
-        let key_len = key.map_or(0, <[u8]>::len);
         let length = before_value + value_len_bytes + value_len + 1;
         put_varint(&mut self.buf, length as i64);
         self.buf.extend_from_slice(&self.scratch);
