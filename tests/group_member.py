@@ -21,6 +21,7 @@ kafka-python's `group_metadata()`.
 """
 
 import json
+import logging
 import signal
 import struct
 import sys
@@ -108,7 +109,17 @@ def run_kafka_python(bootstrap, group, topic, session_timeout_ms, emit, stop, in
     consumer.subscribe([topic], listener=Listener())
     deadline = time.monotonic() + LIFETIME_MAX_S
     while not stop and time.monotonic() < deadline:
-        batches = consumer.poll(timeout_ms=100, max_records=500)
+        # Not shorter: kafka-python 3.0.12 can lose a rebalance that its
+        # leader starts by itself (the first generation is assigned before
+        # the topic's metadata arrives, and the metadata change makes the
+        # leader rejoin). If poll() times out while that JoinGroup/SyncGroup
+        # is in flight, the join finishes in the background but is never
+        # applied: no assignment, heartbeats stay off, and the session
+        # expires. A join phase waits for every member to rejoin (they learn
+        # of it from a heartbeat, every 300 ms), so a 100 ms poll lost it
+        # about 1 run in 20 under load; poll() returns as soon as records
+        # arrive, so a longer timeout costs nothing while consuming.
+        batches = consumer.poll(timeout_ms=1000, max_records=500)
         generation = generation_id()
         records = [[tp.partition, r.offset, generation, r.value.decode()] for tp, rs in batches.items() for r in rs]
         if records:
@@ -132,6 +143,13 @@ def main():
         events.write(json.dumps({"event": event, "t": time.time(), **fields}) + "\n")
         events.flush()
 
+    # kafka-python's own account of the group protocol (JoinGroup, SyncGroup,
+    # heartbeats), next to the events file: what to read when a member never
+    # gets an assignment.
+    logging.basicConfig(
+        filename=f"{events_path}.log", level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s"
+    )
+    logging.getLogger("kafka.coordinator").setLevel(logging.DEBUG)
     run = {"confluent": run_confluent, "kafka-python": run_kafka_python}[client]
     run(bootstrap, group, topic, session_timeout_ms, emit, stop, instance_id)
     emit("closed")

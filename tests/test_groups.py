@@ -225,7 +225,8 @@ def wait_for_member_assignments(members, sizes, timeout=TIMEOUT_S):
         if [len(ps) for ps, _ in held] == sizes and sorted(partitions) == list(range(sum(sizes))):
             return max(t for _, t in held)
         time.sleep(0.05)
-    raise AssertionError(f"assignments never reached {sizes}: {held}")
+    logs = ", ".join(f"{m.events_path}.log" for m in members)
+    raise AssertionError(f"assignments never reached {sizes}: {held} (kafka-python members log to {logs})")
 
 
 def consumed_values(members):

@@ -143,8 +143,9 @@ impl GroupService {
 
     fn deliver(&self, ticket: Ticket, value: Parked) {
         // No slot: the request that parked is gone (its connection closed).
-        if let Some(slot) = self.parked.borrow_mut().remove(&ticket.0) {
-            slot.fill(value);
+        match self.parked.borrow_mut().remove(&ticket.0) {
+            Some(slot) => slot.fill(value),
+            None => tracing::debug!(ticket = ticket.0, "group answer for a request no longer waiting"),
         }
     }
 }
@@ -223,20 +224,46 @@ pub async fn execute(ctx: &Rc<ShardContext>, call: GroupCall) -> GroupAnswer {
     }
     match call {
         GroupCall::Join(request) => {
+            let (group_id, member_id) = (request.group_id.clone(), request.member_id.clone());
+            tracing::debug!(shard = ctx.shard_id(), group = %group_id, member = %member_id, "JoinGroup");
             let handled = service.coordinator.borrow_mut().join(request, now);
-            match settle(ctx, handled).await {
-                Settled::Now(response) => GroupAnswer::Join(response),
-                Settled::Parked(Parked::Join(response)) => GroupAnswer::Join(response),
+            let response = match settle(ctx, handled).await {
+                Settled::Now(response) => response,
+                Settled::Parked(Parked::Join(response)) => response,
                 Settled::Parked(Parked::Sync(_)) => unreachable!("a join ticket answers a join"),
-            }
+            };
+            tracing::debug!(
+                shard = ctx.shard_id(),
+                group = %group_id,
+                member = %member_id,
+                error_code = response.error_code,
+                generation = response.generation_id,
+                assigned_member = %response.member_id,
+                leader = %response.leader,
+                "JoinGroup answered"
+            );
+            GroupAnswer::Join(response)
         }
         GroupCall::Sync(request) => {
+            let (group_id, member_id, generation) =
+                (request.group_id.clone(), request.member_id.clone(), request.generation_id);
+            tracing::debug!(shard = ctx.shard_id(), group = %group_id, member = %member_id, generation, "SyncGroup");
             let handled = service.coordinator.borrow_mut().sync(request, now);
-            match settle(ctx, handled).await {
-                Settled::Now(response) => GroupAnswer::Sync(response),
-                Settled::Parked(Parked::Sync(response)) => GroupAnswer::Sync(response),
+            let response = match settle(ctx, handled).await {
+                Settled::Now(response) => response,
+                Settled::Parked(Parked::Sync(response)) => response,
                 Settled::Parked(Parked::Join(_)) => unreachable!("a sync ticket answers a sync"),
-            }
+            };
+            tracing::debug!(
+                shard = ctx.shard_id(),
+                group = %group_id,
+                member = %member_id,
+                generation,
+                error_code = response.error_code,
+                assignment_bytes = response.assignment.len(),
+                "SyncGroup answered"
+            );
+            GroupAnswer::Sync(response)
         }
         GroupCall::Heartbeat { group_id, generation_id, member_id, group_instance_id } => {
             let code = service.coordinator.borrow_mut().heartbeat(
