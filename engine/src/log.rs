@@ -1107,10 +1107,11 @@ impl<S: Storage> Log<S> {
     /// Renames a recycled segment file, if the log keeps one, to `path`
     /// for a new segment. The next round that acknowledges durability
     /// syncs the directory too (an overwrite changes no metadata, so its
-    /// fdatasync would not carry the rename). Returns the
-    /// file and its size when kept (nothing writes to a kept file): blocks
-    /// already written, which need no preallocation. The old bytes past the new data are never read (reads
-    /// stop at the log's own sizes); recovery cuts them off.
+    /// fdatasync would not carry the rename). Returns the file and its size
+    /// when kept (nothing writes to a kept file): blocks already written,
+    /// which need no preallocation. The old bytes past the new data are
+    /// never read (reads stop at the log's own sizes); recovery cuts them
+    /// off.
     async fn reuse_recycled(&self, path: &Path) -> Option<(Rc<S::File>, u64)> {
         let RecycledFile { path: recycled_path, file, bytes } = self.inner.state.borrow_mut().recycled.pop()?;
         self.inner.shard.release_recycled(bytes);
