@@ -138,6 +138,21 @@ pub struct EngineConfig {
     /// logs: the disk recycling may hold beyond retention. Files past the
     /// budget are removed as before.
     pub recycle_bytes_max: u64,
+    /// While a shard writes at most this many distinct logs in 100 ms,
+    /// preallocation grows segment files to the reserved size:
+    /// appends are then overwrites of preallocated blocks, which io_uring
+    /// issues inline and several at a time per file. With more logs it
+    /// keeps the size (`FALLOC_FL_KEEP_SIZE`): each write extends its file,
+    /// and ext4 runs an extending O_DIRECT write synchronously, so io_uring
+    /// hands it to a worker thread on the shard's core, one write per file
+    /// at a time. Measured on a 2-core VM whose disk interrupts all land on
+    /// one core: inline writes made one log's appends to fresh segments
+    /// 4-44 % faster, and a broker with 100 busy partitions 20-30 % slower,
+    /// because each completion into preallocated space converts the extent
+    /// in a kernel worker on the interrupt's core, while worker-thread
+    /// writes convert on their own shard's core (BENCHMARKS.md, session 6).
+    /// 0: always keep the size.
+    pub inline_write_logs_max: usize,
 }
 
 impl Default for EngineConfig {
@@ -150,6 +165,7 @@ impl Default for EngineConfig {
             cache_bytes_max: 256 << 20,
             recycle_segments: true,
             recycle_bytes_max: 2 << 30,
+            inline_write_logs_max: 16,
         }
     }
 }

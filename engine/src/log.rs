@@ -72,7 +72,9 @@ struct FlushRound<F: StorageFile> {
     /// The directory renames (`LogState::dir_renames`) this round's sync
     /// also makes durable, if any are not yet.
     sync_dir_renames: Option<u64>,
-    extensions: Vec<(Rc<F>, u64)>,
+    /// Preallocations to make before the writes: file, bytes, whether the
+    /// size grows (`Shard::preallocation_grows_size`).
+    extensions: Vec<(Rc<F>, u64, bool)>,
 }
 
 /// What the caller waits for after an append.
@@ -270,6 +272,8 @@ pub(crate) struct LogInner<S: Storage> {
     waiter_seq: Cell<u64>,
     /// Held by compaction, retention and truncation, which replace or delete sealed segments.
     pub(crate) segments_lock: crate::compaction::SegmentsLock,
+    /// The shard's busy-log window in which the flusher last wrote this log.
+    pub(crate) flushed_in_window: Cell<u64>,
 }
 
 impl<S: Storage> std::fmt::Debug for LogInner<S> {
@@ -358,6 +362,7 @@ impl<S: Storage> LogInner<S> {
             durable_waiters: RefCell::new(BTreeMap::new()),
             waiter_seq: Cell::new(0),
             segments_lock,
+            flushed_in_window: Cell::new(0),
         }
     }
 
@@ -500,8 +505,13 @@ impl<S: Storage> LogInner<S> {
                 };
                 if st.config.preallocate && needed_end > st.segments[seg_index].preallocated {
                     let reserve = crate::segment::preallocation_target(needed_end, st.config.segment_bytes);
-                    st.segments[seg_index].preallocated = reserve;
-                    round.extensions.push((st.segments[seg_index].file.clone(), reserve));
+                    let grow_size = self.shard.preallocation_grows_size();
+                    let segment = &mut st.segments[seg_index];
+                    segment.preallocated = reserve;
+                    if grow_size {
+                        segment.file_size = segment.file_size.max(reserve);
+                    }
+                    round.extensions.push((segment.file.clone(), reserve, grow_size));
                 }
                 let segment = &st.segments[seg_index];
                 let alignment = segment.file.alignment();
@@ -520,7 +530,22 @@ impl<S: Storage> LogInner<S> {
                 let mut piece_start = region_start;
                 let mut new_tail = Vec::new();
                 while piece_start < padded_end {
-                    let piece_end = (piece_start + write_bytes_max as u64).min(padded_end);
+                    // The kept tail block goes in a write of its own when
+                    // the blocks after it are unwritten preallocation inside
+                    // the file size: ext4 issues an O_DIRECT write without
+                    // waiting only when its whole range is one kind of
+                    // extent. A write spanning a written and an unwritten
+                    // extent takes the inode's exclusive lock, so io_uring
+                    // hands it to a worker thread (every round of a fresh
+                    // segment did, counted with the io_uring_queue_async_work
+                    // tracepoint). A write past the size is handed over
+                    // anyway (see `EngineConfig::inline_write_logs_max`).
+                    let splits_tail = piece_start == region_start
+                        && !segment.tail_block.is_empty()
+                        && region_start + alignment as u64 >= segment.written_extents_end
+                        && padded_end <= segment.file_size;
+                    let piece_bytes = if splits_tail { alignment as u64 } else { write_bytes_max as u64 };
+                    let piece_end = (piece_start + piece_bytes).min(padded_end);
                     // Not zero-filled: every byte is overwritten below (kept
                     // tail block, batches, then zeros up to the block end).
                     let mut buf = self.shard.take_write_buf(&segment.file, (piece_end - piece_start) as usize);
@@ -608,8 +633,8 @@ impl<S: Storage> LogInner<S> {
         let FlushRound { ticket, target, want_sync, pieces, updates, sync_files, sync_dir_renames, extensions } = round;
         let started = std::time::Instant::now();
         let mut failure = None;
-        for (file, reserve) in extensions {
-            if let Err(e) = file.preallocate(reserve).await {
+        for (file, reserve, grow_size) in extensions {
+            if let Err(e) = file.preallocate(reserve, grow_size).await {
                 failure = Some(format!("preallocating {reserve} bytes in {} failed: {e}", self.dir.display()));
                 break;
             }
@@ -1080,14 +1105,15 @@ impl<S: Storage> Log<S> {
         let storage = &self.inner.shard.storage;
         let io_err = |e: io::Error| AppendError::Io(Rc::new(e));
         let first_step = crate::segment::preallocation_target(0, segment_bytes);
-        let (file, reserved) = match self.reuse_recycled(&path).await {
-            Some(reused) => reused,
+        let grow_size = self.inner.shard.preallocation_grows_size();
+        let (file, reserved, reused) = match self.reuse_recycled(&path).await {
+            Some((file, bytes)) => (file, bytes, true),
             None => {
                 let file = storage.open(&path, OpenMode::CreateNew).await.map_err(io_err)?;
                 if preallocate {
-                    file.preallocate(first_step).await.map_err(io_err)?;
+                    file.preallocate(first_step, grow_size).await.map_err(io_err)?;
                 }
-                (file, if preallocate { first_step } else { 0 })
+                (file, if preallocate { first_step } else { 0 }, false)
             }
         };
         let now_ms = self.inner.shard.clock.now_ms();
@@ -1097,6 +1123,12 @@ impl<S: Storage> Log<S> {
         active.meta.finish_time_index();
         let mut segment = Segment::new(SegmentMeta::new(base_offset), file, path, now_ms);
         segment.preallocated = reserved;
+        if reused {
+            segment.written_extents_end = reserved;
+            segment.file_size = reserved;
+        } else if grow_size {
+            segment.file_size = reserved;
+        }
         st.segments.push_back(segment);
         drop(st);
         tracing::debug!(log = %self.inner.dir.display(), base_offset, "rolled to a new segment");
@@ -1556,6 +1588,9 @@ impl<S: Storage> Log<S> {
             segment.tail_block = tail;
             segment.sealed = false;
             segment.finished = false;
+            // The truncation freed the blocks past the size.
+            segment.written_extents_end = segment.meta.size;
+            segment.file_size = segment.meta.size;
             let new_end = segment.meta.next_offset;
             let mut evicted = 0;
             while st.cache.back().is_some_and(|c| c.last_offset >= new_end) {
@@ -1572,9 +1607,13 @@ impl<S: Storage> Log<S> {
         };
         if preallocate {
             let reserve = crate::segment::preallocation_target(align_up(new_end_size, file.alignment()), segment_bytes);
-            file.preallocate(reserve).await.map_err(io_err)?;
+            let grow_size = self.inner.shard.preallocation_grows_size();
+            file.preallocate(reserve, grow_size).await.map_err(io_err)?;
             let mut st = self.inner.state.borrow_mut();
             st.segments[keep].preallocated = reserve;
+            if grow_size {
+                st.segments[keep].file_size = reserve;
+            }
         }
         crate::producer_state::rebuild(&self.inner, new_end).await.map_err(io_err)?;
         let recovery_point = self.inner.state.borrow().recoverable_offset();

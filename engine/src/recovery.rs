@@ -225,8 +225,12 @@ pub(crate) async fn load<S: Storage>(shard: &Rc<Shard<S>>, dir: &Path, config: L
     }
     if config.preallocate {
         let reserve = crate::segment::preallocation_target(active.meta.size, config.segment_bytes);
-        active.file.preallocate(reserve).await?;
+        let grow_size = shard.preallocation_grows_size();
+        active.file.preallocate(reserve, grow_size).await?;
         active.preallocated = reserve;
+        if grow_size {
+            active.file_size = reserve;
+        }
     }
     let alignment = active.file.alignment();
     let tail_start = align_down(active.meta.size, alignment);

@@ -129,6 +129,14 @@ pub struct Segment<F> {
     pub tail_block: Vec<u8>,
     /// Bytes of the file reserved with fallocate so far (grows in steps).
     pub preallocated: u64,
+    /// Bytes at the start of the file known to be written extents: the data
+    /// recovery found, or a recycled file's old size. Blocks past it are
+    /// unwritten preallocation until a write converts them.
+    pub written_extents_end: u64,
+    /// The file size as the engine last set it (a preallocation that grew
+    /// it, a recycled file's old size, recovery's trim): a write past it
+    /// extends the file.
+    pub file_size: u64,
 }
 
 /// Preallocation grows in steps of at most this many bytes, so that a
@@ -195,6 +203,8 @@ impl<F: StorageFile> Segment<F> {
             finished: false,
             tail_block: Vec::new(),
             preallocated: 0,
+            written_extents_end: flushed,
+            file_size: flushed,
         }
     }
 

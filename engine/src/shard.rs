@@ -81,7 +81,18 @@ pub(crate) struct Shard<S: Storage> {
     /// Bytes of recycled segment files the shard's logs keep (at most
     /// `config.recycle_bytes_max`).
     recycled_bytes: Cell<u64>,
+    /// Distinct logs the flusher wrote in the last whole window of
+    /// `BUSY_LOGS_WINDOW`, and so far in the current one (see
+    /// `EngineConfig::inline_write_logs_max`).
+    busy_logs: Cell<usize>,
+    window_logs: Cell<usize>,
+    window: Cell<u64>,
+    window_started: Cell<std::time::Instant>,
 }
+
+/// How long the shard counts the logs it writes, for
+/// `EngineConfig::inline_write_logs_max`.
+const BUSY_LOGS_WINDOW: Duration = Duration::from_millis(100);
 
 type WriteBufOf<S> = <<S as Storage>::File as StorageFile>::WriteBuf;
 
@@ -92,6 +103,30 @@ const WRITE_BUFFERS_POOLED_MAX: usize = 16;
 impl<S: Storage> Shard<S> {
     /// Takes `bytes` of the budget for kept recycled segment files; false
     /// when recycling is off or the file does not fit.
+    /// Whether preallocation grows segment files to their reserved size, so
+    /// appends are overwrites issued inline: while the flush passes write
+    /// few logs (`EngineConfig::inline_write_logs_max`).
+    pub fn preallocation_grows_size(&self) -> bool {
+        let max = self.config.inline_write_logs_max;
+        max > 0 && self.busy_logs.get().max(self.window_logs.get()) <= max
+    }
+
+    fn count_busy_logs(&self, logs: &[Rc<LogInner<S>>]) {
+        let now = std::time::Instant::now();
+        if now.duration_since(self.window_started.get()) >= BUSY_LOGS_WINDOW {
+            self.busy_logs.set(self.window_logs.get());
+            self.window_logs.set(0);
+            self.window.set(self.window.get() + 1);
+            self.window_started.set(now);
+        }
+        let window = self.window.get();
+        for log in logs {
+            if log.flushed_in_window.replace(window) != window {
+                self.window_logs.set(self.window_logs.get() + 1);
+            }
+        }
+    }
+
     pub fn reserve_recycled(&self, bytes: u64) -> bool {
         let kept = self.recycled_bytes.get();
         if !self.config.recycle_segments || kept.saturating_add(bytes) > self.config.recycle_bytes_max {
@@ -286,6 +321,7 @@ impl<S: Storage> Shard<S> {
                 .await;
             }
             let logs: Vec<_> = self.dirty.borrow_mut().drain(..).collect();
+            self.count_busy_logs(&logs);
             for log in logs {
                 if !log.has_round_capacity() {
                     // At its limit of rounds (it has one in flight): parked
@@ -377,6 +413,10 @@ impl<S: Storage> Engine<S> {
             write_buffers: RefCell::new(Vec::new()),
             rounds_in_flight: Cell::new(0),
             recycled_bytes: Cell::new(0),
+            busy_logs: Cell::new(0),
+            window_logs: Cell::new(0),
+            window: Cell::new(1),
+            window_started: Cell::new(std::time::Instant::now()),
         });
         let flusher = glommio::spawn_local(shard.clone().run_flusher()).detach();
         Ok(Self { shard, flusher: RefCell::new(Some(flusher)) })

@@ -985,8 +985,8 @@ impl StorageFile for YieldingFile {
         yield_now().await;
         self.0.fdatasync().await
     }
-    async fn preallocate(&self, len: u64) -> io::Result<()> {
-        self.0.preallocate(len).await
+    async fn preallocate(&self, len: u64, grow_size: bool) -> io::Result<()> {
+        self.0.preallocate(len, grow_size).await
     }
     async fn truncate(&self, len: u64) -> io::Result<()> {
         yield_now().await;

@@ -106,7 +106,11 @@ async fn scenario(seed: u64, damage: Damage, what: &str) {
     let kept = &sent[..DAMAGED];
     assert_eq!(log.log_end_offset(), damaged.base_offset, "{what}: log ends right before the damaged batch");
     assert_same_batches(&read_all(&log).await, kept, &format!("{what}: batches before the damage"));
-    assert_eq!(sim.contents(&path).unwrap().len(), position, "{what}: segment file cut before the damaged batch");
+    assert_cut_at(
+        &sim.contents(&path).unwrap(),
+        position,
+        &format!("{what}: segment file cut before the damaged batch"),
+    );
 
     // Offsets of the damaged and later batches are past the end now.
     for offset in [damaged.base_offset + 1, sent.last().unwrap().last_offset] {

@@ -113,9 +113,9 @@ impl StorageFile for SlowSyncFile {
         self.storage.check_power()?;
         self.file.fdatasync().await
     }
-    async fn preallocate(&self, len: u64) -> io::Result<()> {
+    async fn preallocate(&self, len: u64, grow_size: bool) -> io::Result<()> {
         self.storage.check_power()?;
-        self.file.preallocate(len).await
+        self.file.preallocate(len, grow_size).await
     }
     async fn truncate(&self, len: u64) -> io::Result<()> {
         self.storage.check_power()?;

@@ -103,8 +103,8 @@ impl StorageFile for SlowWriteFile {
         }
         self.file.fdatasync().await
     }
-    async fn preallocate(&self, len: u64) -> io::Result<()> {
-        self.file.preallocate(len).await
+    async fn preallocate(&self, len: u64, grow_size: bool) -> io::Result<()> {
+        self.file.preallocate(len, grow_size).await
     }
     async fn truncate(&self, len: u64) -> io::Result<()> {
         self.file.truncate(len).await

@@ -113,6 +113,7 @@ fn retention_keeps_a_deleted_segment_file_and_the_next_roll_overwrites_it() {
         log.close().await.unwrap();
         let log = engine.open_log(&log_dir(), config()).await.unwrap();
         assert_same_batches(&read_all(&log).await, &expected, "reads after a clean reopen");
+        log.close().await.unwrap();
         let held: Vec<u8> =
             expected.iter().filter(|b| b.base_offset >= new_base).flat_map(|b| b.bytes.iter().copied()).collect();
         assert_eq!(
@@ -120,7 +121,6 @@ fn retention_keeps_a_deleted_segment_file_and_the_next_roll_overwrites_it() {
             held,
             "closed segment holds only its batches"
         );
-        log.close().await.unwrap();
     });
 }
 

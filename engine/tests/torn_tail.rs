@@ -107,7 +107,7 @@ async fn power_cut_scenario(seed: u64) -> Outcome {
     let active_base = *log.segment_base_offsets().last().unwrap();
     let active_bytes: usize = recovered.iter().filter(|b| b.base_offset >= active_base).map(|b| b.bytes.len()).sum();
     let file = sim.contents(&segment_path(active_base, "log")).expect("active segment file exists");
-    assert_eq!(file.len(), active_bytes, "seed {seed}: active segment file cut at a batch boundary");
+    assert_cut_at(&file, active_bytes, &format!("seed {seed}: active segment file cut at a batch boundary"));
 
     // Appends continue right after the last surviving batch.
     let mut expected = recovered.clone();
@@ -182,7 +182,11 @@ async fn dma_scenario(root: &Path, log_dir: &Path, damage: Damage) {
     let kept = &sent[..sent.len() - 1];
     assert_eq!(log.log_end_offset(), last.base_offset, "{damage:?}: log ends before the damaged batch");
     assert_same_batches(&read_all(&log).await, kept, &format!("{damage:?}: after recovery"));
-    assert_eq!(std::fs::metadata(&path).unwrap().len(), last_position, "{damage:?}: file cut at the batch boundary");
+    assert_cut_at(
+        &std::fs::read(&path).unwrap(),
+        last_position as usize,
+        &format!("{damage:?}: file cut at the batch boundary"),
+    );
 
     let mut expected = kept.to_vec();
     for i in 0..3u64 {

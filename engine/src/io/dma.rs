@@ -197,8 +197,8 @@ impl StorageFile for DmaSegmentFile {
         self.file.fdatasync().await.map_err(into_io)
     }
 
-    async fn preallocate(&self, len: u64) -> io::Result<()> {
-        self.file.pre_allocate(len, true).await.map_err(into_io)
+    async fn preallocate(&self, len: u64, grow_size: bool) -> io::Result<()> {
+        self.file.pre_allocate(len, !grow_size).await.map_err(into_io)
     }
 
     async fn truncate(&self, len: u64) -> io::Result<()> {

@@ -82,8 +82,11 @@ pub trait StorageFile: 'static {
     /// A sub-slice of a read buffer without copying.
     fn slice(buf: &Self::ReadBuf, offset: usize, len: usize) -> Self::ReadBuf;
     async fn fdatasync(&self) -> io::Result<()>;
-    /// Reserves blocks for `len` bytes without changing the file size.
-    async fn preallocate(&self, len: u64) -> io::Result<()>;
+    /// Reserves blocks for the first `len` bytes. With `grow_size` the file
+    /// also grows to `len` bytes if it is shorter (never shrinks; the new
+    /// bytes read as zeros), so later writes below `len` do not extend it;
+    /// without, the size stays (`FALLOC_FL_KEEP_SIZE`).
+    async fn preallocate(&self, len: u64, grow_size: bool) -> io::Result<()>;
     async fn truncate(&self, len: u64) -> io::Result<()>;
     async fn size(&self) -> io::Result<u64>;
     async fn close(self: Rc<Self>) -> io::Result<()>;

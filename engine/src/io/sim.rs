@@ -454,7 +454,13 @@ impl StorageFile for SimFile {
         Ok(())
     }
 
-    async fn preallocate(&self, _len: u64) -> io::Result<()> {
+    async fn preallocate(&self, len: u64, grow_size: bool) -> io::Result<()> {
+        let mut data = self.data.borrow_mut();
+        if grow_size && (data.contents.len() as u64) < len {
+            let op = PendingOp::Truncate { len };
+            apply(&mut data.contents, &op);
+            data.pending.push(op);
+        }
         Ok(())
     }
 

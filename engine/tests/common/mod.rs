@@ -229,3 +229,12 @@ fn offsets(batches: &[Stored]) -> Vec<(i64, i64)> {
 pub fn sim_segment_logs(sim: &SimStorage, dir: &Path) -> Vec<PathBuf> {
     sim.files().into_iter().filter(|p| p.parent() == Some(dir) && p.extension().is_some_and(|e| e == "log")).collect()
 }
+
+/// An active segment file recovery cut at `at`: nothing of the cut bytes
+/// is left, and the preallocated rest (if any) reads as zeros.
+pub fn assert_cut_at(file: &[u8], at: usize, what: &str) {
+    assert!(file.len() >= at, "{what}: file of {} bytes is shorter than the {at} kept", file.len());
+    if let Some(k) = file[at..].iter().position(|&b| b != 0) {
+        panic!("{what}: file cut at {at} still holds data at {}", at + k);
+    }
+}
