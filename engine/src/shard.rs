@@ -101,8 +101,6 @@ type WriteBufOf<S> = <<S as Storage>::File as StorageFile>::WriteBuf;
 const WRITE_BUFFERS_POOLED_MAX: usize = 16;
 
 impl<S: Storage> Shard<S> {
-    /// Takes `bytes` of the budget for kept recycled segment files; false
-    /// when recycling is off or the file does not fit.
     /// Whether preallocation grows segment files to their reserved size, so
     /// appends are overwrites issued inline: while the flush passes write
     /// few logs (`EngineConfig::inline_write_logs_max`).
@@ -111,6 +109,7 @@ impl<S: Storage> Shard<S> {
         max > 0 && self.busy_logs.get().max(self.window_logs.get()) <= max
     }
 
+    /// Counts `logs`, about to be flushed, into the current window.
     fn count_busy_logs(&self, logs: &[Rc<LogInner<S>>]) {
         let now = std::time::Instant::now();
         if now.duration_since(self.window_started.get()) >= BUSY_LOGS_WINDOW {
@@ -127,6 +126,8 @@ impl<S: Storage> Shard<S> {
         }
     }
 
+    /// Takes `bytes` of the budget for kept recycled segment files; false
+    /// when recycling is off or the file does not fit.
     pub fn reserve_recycled(&self, bytes: u64) -> bool {
         let kept = self.recycled_bytes.get();
         if !self.config.recycle_segments || kept.saturating_add(bytes) > self.config.recycle_bytes_max {
