@@ -530,20 +530,25 @@ impl<S: Storage> LogInner<S> {
                 let mut piece_start = region_start;
                 let mut new_tail = Vec::new();
                 while piece_start < padded_end {
-                    // The kept tail block goes in a write of its own when
-                    // the blocks after it are unwritten preallocation inside
-                    // the file size: ext4 issues an O_DIRECT write without
-                    // waiting only when its whole range is one kind of
-                    // extent. A write spanning a written and an unwritten
-                    // extent takes the inode's exclusive lock, so io_uring
-                    // hands it to a worker thread (every round of a fresh
-                    // segment did, counted with the io_uring_queue_async_work
-                    // tracepoint). A write past the size is handed over
-                    // anyway (see `EngineConfig::inline_write_logs_max`).
+                    // The kept tail block goes in a write of its own:
+                    // - when an earlier round is still in flight: only the
+                    //   block that round also wrote must wait for it, not
+                    //   the whole first piece;
+                    // - when the blocks after it are unwritten preallocation
+                    //   inside the file size: ext4 issues an O_DIRECT write
+                    //   without waiting only when its whole range is one
+                    //   kind of extent. A write spanning a written and an
+                    //   unwritten extent takes the inode's exclusive lock,
+                    //   so io_uring hands it to a worker thread (every round
+                    //   of a fresh segment did, counted with the
+                    //   io_uring_queue_async_work tracepoint). A write past
+                    //   the size is handed over anyway (see
+                    //   `EngineConfig::inline_write_logs_max`).
                     let splits_tail = piece_start == region_start
                         && !segment.tail_block.is_empty()
-                        && region_start + alignment as u64 >= segment.written_extents_end
-                        && padded_end <= segment.file_size;
+                        && (earlier_unapplied
+                            || (region_start + alignment as u64 >= segment.written_extents_end
+                                && padded_end <= segment.file_size));
                     let piece_bytes = if splits_tail { alignment as u64 } else { write_bytes_max as u64 };
                     let piece_end = (piece_start + piece_bytes).min(padded_end);
                     // Not zero-filled: every byte is overwritten below (kept
