@@ -147,7 +147,7 @@ pub struct EngineConfig {
     /// hands it to a worker thread on the shard's core, one write per file
     /// at a time. Measured on a 2-core VM whose disk interrupts all land on
     /// one core: inline writes made one log's appends to fresh segments
-    /// 4-44 % faster, and a broker with 100 busy partitions 20-30 % slower,
+    /// 1-44 % faster, and a broker with 100 busy partitions 20-30 % slower,
     /// because each completion into preallocated space converts the extent
     /// in a kernel worker on the interrupt's core, while worker-thread
     /// writes convert on their own shard's core (BENCHMARKS.md, session 6).
