@@ -507,10 +507,7 @@ impl<S: Storage> LogInner<S> {
                     let reserve = crate::segment::preallocation_target(needed_end, st.config.segment_bytes);
                     let grow_size = self.shard.preallocation_grows_size();
                     let segment = &mut st.segments[seg_index];
-                    segment.preallocated = reserve;
-                    if grow_size {
-                        segment.file_size = segment.file_size.max(reserve);
-                    }
+                    segment.note_preallocation(reserve, grow_size);
                     round.extensions.push((segment.file.clone(), reserve, grow_size));
                 }
                 let segment = &st.segments[seg_index];
@@ -1127,12 +1124,10 @@ impl<S: Storage> Log<S> {
         active.sealed = true;
         active.meta.finish_time_index();
         let mut segment = Segment::new(SegmentMeta::new(base_offset), file, path, now_ms);
-        segment.preallocated = reserved;
+        // A recycled file already has its old size, all written extents.
+        segment.note_preallocation(reserved, grow_size || reused);
         if reused {
             segment.written_extents_end = reserved;
-            segment.file_size = reserved;
-        } else if grow_size {
-            segment.file_size = reserved;
         }
         st.segments.push_back(segment);
         drop(st);
@@ -1615,10 +1610,7 @@ impl<S: Storage> Log<S> {
             let grow_size = self.inner.shard.preallocation_grows_size();
             file.preallocate(reserve, grow_size).await.map_err(io_err)?;
             let mut st = self.inner.state.borrow_mut();
-            st.segments[keep].preallocated = reserve;
-            if grow_size {
-                st.segments[keep].file_size = reserve;
-            }
+            st.segments[keep].note_preallocation(reserve, grow_size);
         }
         crate::producer_state::rebuild(&self.inner, new_end).await.map_err(io_err)?;
         let recovery_point = self.inner.state.borrow().recoverable_offset();

@@ -227,10 +227,7 @@ pub(crate) async fn load<S: Storage>(shard: &Rc<Shard<S>>, dir: &Path, config: L
         let reserve = crate::segment::preallocation_target(active.meta.size, config.segment_bytes);
         let grow_size = shard.preallocation_grows_size();
         active.file.preallocate(reserve, grow_size).await?;
-        active.preallocated = reserve;
-        if grow_size {
-            active.file_size = reserve;
-        }
+        active.note_preallocation(reserve, grow_size);
     }
     let alignment = active.file.alignment();
     let tail_start = align_down(active.meta.size, alignment);

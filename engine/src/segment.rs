@@ -208,6 +208,14 @@ impl<F: StorageFile> Segment<F> {
         }
     }
 
+    /// Records a preallocation of `reserve` bytes (`StorageFile::preallocate`).
+    pub fn note_preallocation(&mut self, reserve: u64, grow_size: bool) {
+        self.preallocated = reserve;
+        if grow_size {
+            self.file_size = self.file_size.max(reserve);
+        }
+    }
+
     pub fn base_offset(&self) -> i64 {
         self.meta.base_offset
     }
