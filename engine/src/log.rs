@@ -432,10 +432,12 @@ impl<S: Storage> LogInner<S> {
     ///
     /// Up to `ROUNDS_IN_FLIGHT_MAX` rounds of a log run at once, so the disk
     /// never idles while the next round is copied. Their writes touch
-    /// disjoint blocks except one: the partial block at the end of a round,
-    /// which the next round rewrites whole. That piece is issued only after
-    /// every earlier round's writes completed, so an older version of the
-    /// block never lands last. Rounds apply their results in plan order.
+    /// disjoint blocks: a round with more of its segment staged behind it
+    /// leaves its partial last block to the next round. Only a round with
+    /// nothing behind it writes that block zero-padded; a later round that
+    /// rewrites it issues that one-block piece after every earlier round's
+    /// writes completed, so an older version of the block never lands last.
+    /// Rounds apply their results in plan order.
     pub(crate) async fn flush_round(self: &Rc<Self>) {
         let round = self.plan_round();
         self.run_round(round).await;
@@ -467,7 +469,7 @@ impl<S: Storage> LogInner<S> {
             sync_dir_renames: None,
             extensions: Vec::new(),
         };
-        let mut issued_updates: Vec<(i64, u64, Vec<u8>)> = Vec::new();
+        let mut issued_updates: Vec<(i64, u64, Vec<u8>, bool)> = Vec::new();
         let leftover = {
             let mut st = self.state.borrow_mut();
             st.dirty = false;
@@ -521,7 +523,22 @@ impl<S: Storage> LogInner<S> {
                     segment.issued,
                     "the kept tail block ends where the handed data ends"
                 );
-                let padded_end = align_up(region_end, alignment);
+                // The partial last block is held back when the next staged
+                // batch continues this segment: the next round, planned at
+                // once, writes it whole. Written now, the next round would
+                // rewrite it, and that write could go out only after this
+                // round's completed: with rounds overlapping, those waits
+                // chain, one device latency per round (half the disk's
+                // bandwidth, measured with one busy log).
+                let aligned_end = align_down(region_end, alignment);
+                let holds_back_tail = j == end
+                    && aligned_end > region_start
+                    && aligned_end < region_end
+                    && st.cache.get(end).is_some_and(|next| next.segment_base == segment_base);
+                let padded_end = if holds_back_tail { aligned_end } else { align_up(region_end, alignment) };
+                // The first block rewrites the kept tail block that an
+                // earlier round wrote (not one it held back).
+                let tail_in_file = !segment.tail_block.is_empty() && segment.tail_block_in_file;
                 // Fill each aligned piece from the kept tail block and the batches.
                 let mut batch_cursor = i;
                 let mut piece_start = region_start;
@@ -542,7 +559,7 @@ impl<S: Storage> LogInner<S> {
                     //   the size is handed over anyway (see
                     //   `EngineConfig::inline_write_logs_max`).
                     let splits_tail = piece_start == region_start
-                        && !segment.tail_block.is_empty()
+                        && tail_in_file
                         && (earlier_unapplied
                             || (region_start + alignment as u64 >= segment.written_extents_end
                                 && padded_end <= segment.file_size));
@@ -553,7 +570,7 @@ impl<S: Storage> LogInner<S> {
                     let mut buf = self.shard.take_write_buf(&segment.file, (piece_end - piece_start) as usize);
                     let out = buf.as_mut();
                     // The partial block already handed to an earlier write.
-                    let rewrites_tail = piece_start == region_start && !segment.tail_block.is_empty();
+                    let rewrites_tail = piece_start == region_start && tail_in_file;
                     if piece_start == region_start {
                         out[..segment.tail_block.len()].copy_from_slice(&segment.tail_block);
                     }
@@ -580,7 +597,7 @@ impl<S: Storage> LogInner<S> {
                             break;
                         }
                     }
-                    if piece_end == padded_end {
+                    if piece_end == padded_end && !holds_back_tail {
                         // Zeros after the last batch up to the block end, so
                         // recovery sees the end of the log there.
                         out[(region_end - piece_start) as usize..].fill(0);
@@ -592,17 +609,27 @@ impl<S: Storage> LogInner<S> {
                     round.pieces.push(Piece { file: segment.file.clone(), buf, position: piece_start, ordered });
                     piece_start = piece_end;
                 }
-                issued_updates.push((segment_base, region_end, new_tail));
-                round.updates.push((segment_base, region_end));
+                if holds_back_tail {
+                    new_tail = segment_bytes(&st.cache, i..j, aligned_end..region_end);
+                    // Acknowledged up to the first batch not wholly written.
+                    let first_partial = (i..j).find(|&k| {
+                        let cached = &st.cache[k];
+                        cached.position + cached.bytes.len() as u64 > aligned_end
+                    });
+                    round.target = st.cache[first_partial.expect("the last batch ends past aligned_end")].base_offset;
+                }
+                issued_updates.push((segment_base, region_end, new_tail, !holds_back_tail));
+                round.updates.push((segment_base, padded_end.min(region_end)));
                 if !round.sync_files.iter().any(|f| Rc::ptr_eq(f, &segment.file)) {
                     round.sync_files.push(segment.file.clone());
                 }
                 i = j;
             }
-            for (segment_base, issued, tail) in issued_updates {
+            for (segment_base, issued, tail, tail_in_file) in issued_updates {
                 let k = st.segment_index(segment_base).expect("planned segment is live");
                 st.segments[k].issued = issued;
                 st.segments[k].tail_block = tail;
+                st.segments[k].tail_block_in_file = tail_in_file;
             }
             if round.want_sync {
                 round.sync_dir_renames = (st.dir_renames > st.dir_renames_synced).then_some(st.dir_renames);
@@ -781,6 +808,26 @@ impl<S: Storage> LogInner<S> {
             write_recovery_point(storage, &self.dir, recovery_point).await?;
         }
     }
+}
+
+/// The bytes at segment positions `range` of the contiguous cached batches
+/// `batches` (of one segment), which must cover the range.
+fn segment_bytes(
+    cache: &VecDeque<CachedBatch>,
+    batches: std::ops::Range<usize>,
+    range: std::ops::Range<u64>,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity((range.end - range.start) as usize);
+    for cached in cache.range(batches) {
+        let start = cached.position;
+        let end = start + cached.bytes.len() as u64;
+        let (from, to) = (range.start.max(start), range.end.min(end));
+        if from < to {
+            out.extend_from_slice(&cached.bytes[(from - start) as usize..(to - start) as usize]);
+        }
+    }
+    debug_assert_eq!(out.len() as u64, range.end - range.start, "the batches cover the range");
+    out
 }
 
 /// Blocks of a deleted segment freed per step by [`release_gradually`].
@@ -1586,6 +1633,7 @@ impl<S: Storage> Log<S> {
             segment.flushed = segment.meta.size;
             segment.issued = segment.meta.size;
             segment.tail_block = tail;
+            segment.tail_block_in_file = true;
             segment.sealed = false;
             segment.finished = false;
             // The truncation freed the blocks past the size.

@@ -127,6 +127,10 @@ pub struct Segment<F> {
     pub finished: bool,
     /// Contents of the last partial block handed to a write, `[align_down(issued), issued)`.
     pub tail_block: Vec<u8>,
+    /// Whether `tail_block` was handed to a write (zero-padded) or read back
+    /// from the file, so the next write of its block rewrites it; false
+    /// when a round held it back for the next one.
+    pub tail_block_in_file: bool,
     /// Bytes of the file reserved with fallocate so far (grows in steps).
     pub preallocated: u64,
     /// Bytes at the start of the file known to be written extents: the data
@@ -202,6 +206,7 @@ impl<F: StorageFile> Segment<F> {
             sealed: false,
             finished: false,
             tail_block: Vec::new(),
+            tail_block_in_file: true,
             preallocated: 0,
             written_extents_end: flushed,
             file_size: flushed,

@@ -206,3 +206,38 @@ async fn scenario(seed: u64) {
     assert_same_batches(&read_all(&log).await, &expected, &format!("seed {seed} after reopen"));
     engine.shutdown().await;
 }
+
+/// A log with more data staged than one round takes: each round leaves its
+/// partial last block to the next, so no block is written twice (a
+/// rewritten block would have to wait for the round that wrote it first,
+/// and those waits chain from round to round). Only the final round, with
+/// nothing left behind it, writes a zero-padded partial block.
+#[test]
+fn a_busy_log_writes_every_block_once() {
+    run("busy-log-writes-blocks-once", || async {
+        let sim = SimStorage::new(7);
+        let storage = SlowWriteStorage { sim: sim.clone(), rng: Rc::new(RefCell::new(Rng::new(7))) };
+        let clock: Rc<dyn Clock> = Rc::new(ManualClock::new(1_000_000));
+        // Rounds of at most 16 KiB, several in flight at once.
+        let engine_config = EngineConfig { write_bytes_max: 8192, flush_bytes: 8192, ..engine_config() };
+        let engine = Engine::start(storage, engine_config, clock, &[data_dir()]).await.unwrap();
+        let log = engine.open_log(&log_dir(), LogConfig::default()).await.unwrap();
+        // Staged before the flusher runs: appends do not yield.
+        let mut appended = Vec::new();
+        for i in 0..64 {
+            appended.push(append(&log, &make_batch(i, 2, 1_000, 1_000)).await);
+        }
+        let last = appended.last().unwrap().last_offset;
+        log.wait(last, Durability::Written).await.unwrap();
+        let stored_bytes: u64 = appended.iter().map(|b| b.bytes.len() as u64).sum();
+        let block = 4096;
+        let padded = stored_bytes.div_ceil(block) * block;
+        let segment = sim_segment_logs(&sim, &log_dir()).pop().expect("one segment");
+        let written = sim.bytes_written(&segment);
+        assert!(stored_bytes > 6 * 16_384, "enough for several rounds: {stored_bytes} bytes");
+        assert_eq!(written, padded, "{stored_bytes} bytes appended: every block written once, so {padded} bytes");
+        assert_same_batches(&read_all(&log).await, &appended, "read back");
+        log.close().await.unwrap();
+        engine.shutdown().await;
+    });
+}

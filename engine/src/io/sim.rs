@@ -64,6 +64,8 @@ struct FileData {
     contents: Vec<u8>,
     durable: Vec<u8>,
     pending: Vec<PendingOp>,
+    /// Bytes of the successful writes to this file, rewrites included.
+    bytes_written: u64,
 }
 
 #[derive(Debug, Default)]
@@ -210,6 +212,12 @@ impl SimStorage {
     /// A copy of what a reader sees in `path` now.
     pub fn contents(&self, path: &Path) -> Option<Vec<u8>> {
         self.disk.borrow().files.get(path).map(|f| f.borrow().contents.clone())
+    }
+
+    /// Bytes written to `path` by successful writes since it was created,
+    /// each rewrite of a block counted again.
+    pub fn bytes_written(&self, path: &Path) -> u64 {
+        self.disk.borrow().files.get(path).map_or(0, |f| f.borrow().bytes_written)
     }
 
     /// Overwrites bytes of a file in place, durably (media corruption).
@@ -408,6 +416,7 @@ impl StorageFile for SimFile {
             disk.write_budget_bytes = Some(budget - buf.len() as u64);
         }
         disk.writes += 1;
+        data.bytes_written += buf.len() as u64;
         let op = PendingOp::Write { pos, data: buf };
         apply(&mut data.contents, &op);
         data.pending.push(op);
