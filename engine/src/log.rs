@@ -7,9 +7,9 @@
 //! Write path: [`Log::append`] validates the producer's batches, patches
 //! `base_offset` and `partition_leader_epoch` in place, and keeps them in the
 //! tail cache as `Bytes` (no copy); the shard's flusher later copies them
-//! into aligned buffers and writes them with O_DIRECT ([`LogInner::flush_round`]),
-//! rewriting the last partial block whole. [`Log::wait`] resolves when the
-//! batch is written (acks=1) or durable after a group-committed fdatasync
+//! into aligned buffers and writes them with O_DIRECT
+//! ([`LogInner::plan_round`]). [`Log::wait`] resolves when the batch is
+//! written (acks=1) or durable after a group-committed fdatasync
 //! (acks=all). A failed write or fdatasync poisons the log: it refuses
 //! appends from then on with the reason.
 //!
@@ -59,7 +59,7 @@ struct Piece<F: StorageFile> {
 }
 
 /// What [`LogInner::plan_round`] hands to [`LogInner::run_round`].
-struct FlushRound<F: StorageFile> {
+pub(crate) struct FlushRound<F: StorageFile> {
     /// Plan order; results apply in this order.
     ticket: u64,
     /// Every offset below is written once this round and all earlier ones are.
@@ -75,6 +75,13 @@ struct FlushRound<F: StorageFile> {
     /// Preallocations to make before the writes: file, bytes, whether the
     /// size grows (`Shard::preallocation_grows_size`).
     extensions: Vec<(Rc<F>, u64, bool)>,
+}
+
+impl<F: StorageFile> FlushRound<F> {
+    /// Bytes copied into the round's write buffers.
+    pub(crate) fn copied_bytes(&self) -> usize {
+        self.pieces.iter().map(|p| p.buf.as_ref().len()).sum()
+    }
 }
 
 /// What the caller waits for after an append.
@@ -423,26 +430,6 @@ impl<S: Storage> LogInner<S> {
         self.wake_all();
     }
 
-    /// Plans one flush round and runs it: hands at most `round_bytes_max`
-    /// of the batches not yet handed to a write to aligned buffers, writes
-    /// them, moves `written_offset` once every earlier round's writes are
-    /// complete too, then, if a caller waits for durability, fdatasyncs
-    /// once for all of them (group commit) and finishes segments sealed by
-    /// a roll. Called only by the shard's flusher.
-    ///
-    /// Up to `ROUNDS_IN_FLIGHT_MAX` rounds of a log run at once, so the disk
-    /// never idles while the next round is copied. Their writes touch
-    /// disjoint blocks: a round with more of its segment staged behind it
-    /// leaves its partial last block to the next round. Only a round with
-    /// nothing behind it writes that block zero-padded; a later round that
-    /// rewrites it issues that one-block piece after every earlier round's
-    /// writes completed, so an older version of the block never lands last.
-    /// Rounds apply their results in plan order.
-    pub(crate) async fn flush_round(self: &Rc<Self>) {
-        let round = self.plan_round();
-        self.run_round(round).await;
-    }
-
     /// Whether another round of this log may start now: when none is in
     /// flight, or (up to `ROUNDS_IN_FLIGHT_MAX`) when at least a whole
     /// `write_bytes_max` piece waits. Under a light load the next round
@@ -456,7 +443,23 @@ impl<S: Storage> LogInner<S> {
                 && st.unflushed_bytes >= self.shard.config.write_bytes_max.max(4096))
     }
 
-    fn plan_round(self: &Rc<Self>) -> FlushRound<S::File> {
+    /// A flush round is planned by the shard's flusher (`plan_round`) and
+    /// run as a task of its own (`run_round`). Planning hands at most
+    /// `round_bytes_max` of the batches not yet handed to a write to aligned
+    /// buffers; running writes them, moves `written_offset` once every
+    /// earlier round's writes are complete too, then, if a caller waits for
+    /// durability, fdatasyncs once for all of them (group commit) and
+    /// finishes segments sealed by a roll.
+    ///
+    /// Up to `ROUNDS_IN_FLIGHT_MAX` rounds of a log run at once, so the disk
+    /// never idles while the next round is copied. Their writes touch
+    /// disjoint blocks: a round with more of its segment staged behind it
+    /// leaves its partial last block to the next round. Only a round with
+    /// nothing behind it writes that block zero-padded; a later round that
+    /// rewrites it issues that one-block piece after every earlier round's
+    /// writes completed, so an older version of the block never lands last.
+    /// Rounds apply their results in plan order.
+    pub(crate) fn plan_round(self: &Rc<Self>) -> FlushRound<S::File> {
         let write_bytes_max = self.shard.config.write_bytes_max.max(4096);
         let round_bytes_max = write_bytes_max * ROUND_WRITES_MAX;
         let mut round = FlushRound {
@@ -658,7 +661,8 @@ impl<S: Storage> LogInner<S> {
         round
     }
 
-    async fn run_round(self: &Rc<Self>, round: FlushRound<S::File>) {
+    /// Runs a round `plan_round` planned (see there).
+    pub(crate) async fn run_round(self: &Rc<Self>, round: FlushRound<S::File>) {
         let FlushRound { ticket, target, want_sync, pieces, updates, sync_files, sync_dir_renames, extensions } = round;
         let started = std::time::Instant::now();
         let mut failure = None;

@@ -90,6 +90,21 @@ pub(crate) struct Shard<S: Storage> {
     window_started: Cell<std::time::Instant>,
 }
 
+/// The flusher takes a reactor turn (below) once it has copied this many
+/// bytes into write buffers since the executor last polled its io_uring.
+/// glommio submits queued I/O only between its passes over the ready tasks,
+/// so without the turn the first round's writes waited for the copies of
+/// every other round planned in the same pass: after a burst of
+/// completions, one busy log's disk sat idle for 1-3 ms while the shard
+/// planned the next 8 MiB (a third of the time, traced in the engine bench).
+const COPIED_BYTES_PER_TURN: usize = 1 << 20;
+
+/// Resumes once the executor has run the other ready tasks and polled its
+/// io_uring, submitting the I/O they queued (a timer fires only there).
+async fn reactor_turn() {
+    glommio::timer::sleep(Duration::from_micros(1)).await;
+}
+
 /// How long the shard counts the logs it writes, for
 /// `EngineConfig::inline_write_logs_max`.
 const BUSY_LOGS_WINDOW: Duration = Duration::from_millis(100);
@@ -288,16 +303,24 @@ impl<S: Storage> Shard<S> {
     }
 
     async fn run_flusher(self: Rc<Self>) {
+        // Bytes copied into write buffers since the executor last polled its
+        // io_uring (see `COPIED_BYTES_PER_TURN`).
+        let mut copied = 0usize;
         loop {
+            let mut waited = false;
             std::future::poll_fn(|cx| {
                 if !self.dirty.borrow().is_empty() || self.stopping.get() {
                     Poll::Ready(())
                 } else {
+                    waited = true;
                     *self.flusher_waker.borrow_mut() = Some(cx.waker().clone());
                     Poll::Pending
                 }
             })
             .await;
+            if waited {
+                copied = 0;
+            }
             if self.stopping.get() {
                 // Logs are closed (`shutdown`) or abandoned; stopped only once
                 // no round is in flight, so nothing writes after either returns.
@@ -332,12 +355,25 @@ impl<S: Storage> Shard<S> {
                     self.parked.borrow_mut().push(log);
                     continue;
                 }
+                if copied >= COPIED_BYTES_PER_TURN {
+                    reactor_turn().await;
+                    copied = 0;
+                    if self.stopping.get() {
+                        break;
+                    }
+                    if !log.has_round_capacity() {
+                        self.parked.borrow_mut().push(log);
+                        continue;
+                    }
+                }
                 // Rounds run as tasks of their own, so the next round can be
                 // planned and written while this one's writes complete.
+                let round = log.plan_round();
+                copied += round.copied_bytes();
                 self.rounds_in_flight.set(self.rounds_in_flight.get() + 1);
                 let shard = self.clone();
                 glommio::spawn_local(async move {
-                    log.flush_round().await;
+                    log.run_round(round).await;
                     shard.rounds_in_flight.set(shard.rounds_in_flight.get() - 1);
                     shard.unpark(&log);
                     shard.evict_if_needed();
