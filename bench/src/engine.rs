@@ -143,6 +143,11 @@ pub struct EngineArgs {
     /// extending it (the engine's segments extend).
     #[arg(long)]
     pub raw_overwrite: bool,
+    /// Raw writes overwrite blocks already written: a 1 GiB file is written
+    /// once (untimed), then overwritten over and over, as the recycling
+    /// steady state overwrites its segments.
+    #[arg(long)]
+    pub raw_rewrite: bool,
     /// Raw writes allocate, zero and fill a new buffer each (as the
     /// engine's flusher does) instead of reusing `--raw-inflight` buffers.
     #[arg(long)]
@@ -457,6 +462,7 @@ async fn run_on_shard(
         write_duration: Duration::from_secs_f64(args.raw_duration),
         read_duration: Duration::from_secs_f64(args.read_duration),
         overwrite: args.raw_overwrite,
+        rewrite: args.raw_rewrite,
         fresh_buffers: args.raw_fresh_buffers,
         keep_file: args.keep,
     };

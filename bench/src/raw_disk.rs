@@ -42,6 +42,10 @@ pub struct RawSpec {
     pub read_duration: Duration,
     /// Preallocate the file size too, so writes overwrite rather than extend.
     pub overwrite: bool,
+    /// Write the whole file once first (untimed), then overwrite it over
+    /// and over: writes into written extents, as the engine's steady state
+    /// overwrites recycled segments.
+    pub rewrite: bool,
     /// A newly allocated, zeroed and filled buffer for every write.
     pub fresh_buffers: bool,
     pub keep_file: bool,
@@ -91,8 +95,13 @@ pub struct RawResult {
     pub write_bytes_per_op: usize,
     pub inflight: usize,
     pub overwrite: bool,
+    pub rewrite: bool,
     pub fresh_buffers: bool,
 }
+
+/// Size of the file `RawSpec::rewrite` cycles through: larger than the
+/// engine bench's steady state keeps (512 MiB of retention).
+const REWRITE_FILE_BYTES: u64 = 1 << 30;
 
 /// Where the raw file goes in `dir`.
 pub fn raw_file_path(dir: &Path) -> PathBuf {
@@ -135,11 +144,13 @@ pub async fn measure(dir: &Path, spec: &RawSpec) -> Result<RawResult, crate::Err
     // without eating the disk.
     let wanted = (spec.write_duration.as_secs_f64() * 4e9) as u64 + (1 << 30);
     let room = free_bytes(dir).saturating_sub(4 << 30) / 2;
+    // Rewrites cycle through a smaller file, written once beforehand.
+    let wanted = if spec.rewrite { REWRITE_FILE_BYTES } else { wanted };
     let capacity = wanted.min(room) / spec.write_bytes as u64 * spec.write_bytes as u64;
     if capacity < 64 * spec.write_bytes as u64 {
         return Err(format!("not enough free space in {} for the raw write test", dir.display()).into());
     }
-    file.pre_allocate(capacity, !spec.overwrite).await.map_err(glommio_err)?;
+    file.pre_allocate(capacity, !(spec.overwrite || spec.rewrite)).await.map_err(glommio_err)?;
 
     let mut rng = SplitMix64::new(0x7261_7721);
     let buffers: Vec<Rc<DmaBuffer>> = (0..spec.inflight)
@@ -150,23 +161,91 @@ pub async fn measure(dir: &Path, spec: &RawSpec) -> Result<RawResult, crate::Err
         })
         .collect();
 
-    let next_position = Rc::new(Cell::new(0u64));
+    if spec.rewrite {
+        // Untimed: every block of the file becomes a written extent.
+        let pass = WritePass { capacity, deadline: None, wrap: false, fresh_buffers: false };
+        let unused = Rc::new(std::cell::RefCell::new(Timeline::new(Instant::now(), Duration::from_secs(1))));
+        write_pass(&file, &buffers, &pass, Rc::new(Cell::new(0)), unused).await?;
+    }
     let written = Rc::new(Cell::new(0u64));
     let (sched_before, system_before) = (SchedStat::thread(), SystemCpu::read());
     let started = Instant::now();
-    let deadline = started + spec.write_duration;
     let timeline = Rc::new(std::cell::RefCell::new(Timeline::new(started, Duration::from_millis(500))));
+    let pass = WritePass {
+        capacity,
+        deadline: Some(started + spec.write_duration),
+        wrap: spec.rewrite,
+        fresh_buffers: spec.fresh_buffers,
+    };
+    write_pass(&file, &buffers, &pass, written.clone(), timeline.clone()).await?;
+    let write_wall = started.elapsed();
+    let write_seconds = write_wall.as_secs_f64();
+    let write_bytes = written.get();
+    let (write_machine_busy_cores, _) = SystemCpu::read().cores_since(system_before, write_wall);
+    let write_runqueue_wait_fraction = SchedStat::thread().since(sched_before).waiting.as_secs_f64() / write_seconds;
+
+    let file_bytes = write_bytes.min(capacity);
+    let read_bytes_per_sec = read_phase(&file, file_bytes, spec.write_bytes, spec.inflight, spec.read_duration).await?;
+    let read_qd1_bytes_per_sec = read_phase(&file, file_bytes, spec.write_bytes, 1, spec.read_duration / 2).await?;
+
+    let timeline = timeline.borrow().bytes_per_sec();
+    match Rc::try_unwrap(file) {
+        Ok(file) => file.close().await.map_err(glommio_err)?,
+        Err(_) => unreachable!("every worker has finished"),
+    }
+    if !spec.keep_file {
+        std::fs::remove_file(&path)?;
+    }
+    Ok(RawResult {
+        write_bytes_per_sec: write_bytes as f64 / write_seconds,
+        write_bytes,
+        write_seconds,
+        write_bytes_per_sec_timeline: timeline,
+        read_bytes_per_sec,
+        read_qd1_bytes_per_sec,
+        write_machine_busy_cores,
+        write_runqueue_wait_fraction,
+        write_bytes_per_op: spec.write_bytes,
+        inflight: spec.inflight,
+        overwrite: spec.overwrite,
+        rewrite: spec.rewrite,
+        fresh_buffers: spec.fresh_buffers,
+    })
+}
+
+/// One sequential pass of writes over the raw file, `buffers.len()` in
+/// flight.
+struct WritePass {
+    capacity: u64,
+    /// Stop here (`None`: at the end of the file).
+    deadline: Option<Instant>,
+    /// Go on from the start of the file at its end, until the deadline.
+    wrap: bool,
+    fresh_buffers: bool,
+}
+
+async fn write_pass(
+    file: &Rc<DmaFile>,
+    buffers: &[Rc<DmaBuffer>],
+    pass: &WritePass,
+    written: Rc<Cell<u64>>,
+    timeline: Rc<std::cell::RefCell<Timeline>>,
+) -> Result<(), crate::Error> {
+    let next_position = Rc::new(Cell::new(0u64));
     let mut workers = Vec::new();
     for buf in buffers {
-        let (file, next_position, written, timeline) =
-            (file.clone(), next_position.clone(), written.clone(), timeline.clone());
-        let len = spec.write_bytes as u64;
-        let fresh_buffers = spec.fresh_buffers;
+        let (file, buf, next_position, written, timeline) =
+            (file.clone(), buf.clone(), next_position.clone(), written.clone(), timeline.clone());
+        let len = buf.len() as u64;
+        let (capacity, deadline, wrap, fresh_buffers) = (pass.capacity, pass.deadline, pass.wrap, pass.fresh_buffers);
         workers.push(glommio::spawn_local(async move {
-            while Instant::now() < deadline {
-                let position = next_position.get();
+            while deadline.is_none_or(|d| Instant::now() < d) {
+                let mut position = next_position.get();
                 if position + len > capacity {
-                    break;
+                    if !wrap {
+                        break;
+                    }
+                    position = 0;
                 }
                 next_position.set(position + len);
                 let done = if fresh_buffers {
@@ -190,38 +269,7 @@ pub async fn measure(dir: &Path, spec: &RawSpec) -> Result<RawResult, crate::Err
     for worker in workers {
         worker.await?;
     }
-    let write_wall = started.elapsed();
-    let write_seconds = write_wall.as_secs_f64();
-    let write_bytes = written.get();
-    let (write_machine_busy_cores, _) = SystemCpu::read().cores_since(system_before, write_wall);
-    let write_runqueue_wait_fraction = SchedStat::thread().since(sched_before).waiting.as_secs_f64() / write_seconds;
-
-    let read_bytes_per_sec =
-        read_phase(&file, write_bytes, spec.write_bytes, spec.inflight, spec.read_duration).await?;
-    let read_qd1_bytes_per_sec = read_phase(&file, write_bytes, spec.write_bytes, 1, spec.read_duration / 2).await?;
-
-    let timeline = timeline.borrow().bytes_per_sec();
-    match Rc::try_unwrap(file) {
-        Ok(file) => file.close().await.map_err(glommio_err)?,
-        Err(_) => unreachable!("every worker has finished"),
-    }
-    if !spec.keep_file {
-        std::fs::remove_file(&path)?;
-    }
-    Ok(RawResult {
-        write_bytes_per_sec: write_bytes as f64 / write_seconds,
-        write_bytes,
-        write_seconds,
-        write_bytes_per_sec_timeline: timeline,
-        read_bytes_per_sec,
-        read_qd1_bytes_per_sec,
-        write_machine_busy_cores,
-        write_runqueue_wait_fraction,
-        write_bytes_per_op: spec.write_bytes,
-        inflight: spec.inflight,
-        overwrite: spec.overwrite,
-        fresh_buffers: spec.fresh_buffers,
-    })
+    Ok(())
 }
 
 /// Reads `[0, size)` sequentially, `inflight` reads of `read_bytes` at a

@@ -194,7 +194,13 @@ pub fn summary(report: &Report) -> String {
             mb(raw.write_bytes_per_sec),
             raw.write_bytes_per_op,
             raw.inflight,
-            if raw.overwrite { ", overwriting" } else { "" },
+            if raw.rewrite {
+                ", rewriting written blocks"
+            } else if raw.overwrite {
+                ", overwriting"
+            } else {
+                ""
+            },
             if raw.fresh_buffers { ", fresh buffers" } else { "" },
             raw.write_seconds,
             raw.write_machine_busy_cores,
