@@ -14,7 +14,7 @@
 # and OUT_DIR/<name>-<n>.txt (the exact command is the first line of the .txt).
 # EXTRA_ARGS (environment) are added to every run, e.g. the recycling
 # steady state of a log whose retention deletes segments all the time:
-#   EXTRA_ARGS="--segment-bytes 268435456 --retention-bytes 536870912 --warmup 3 --raw-overwrite"
+#   EXTRA_ARGS="--segment-bytes 268435456 --retention-bytes 536870912 --warmup 3 --raw-rewrite"
 # Needs jq. Build first:
 #   CARGO_TARGET_DIR=... cargo build --release -p pinion-bench
 # On a machine shared with other work (autogroup scheduling, so plain nice
