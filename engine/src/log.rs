@@ -612,17 +612,23 @@ impl<S: Storage> LogInner<S> {
                     round.pieces.push(Piece { file: segment.file.clone(), buf, position: piece_start, ordered });
                     piece_start = piece_end;
                 }
+                let mut flushed_end = region_end;
                 if holds_back_tail {
-                    new_tail = segment_bytes(&st.cache, i..j, aligned_end..region_end);
+                    // The batches reaching into the held-back block: a
+                    // suffix of the round, found from its end (a round may
+                    // hold thousands of small batches).
+                    let first_partial = (i..j)
+                        .rev()
+                        .take_while(|&k| st.cache[k].position + st.cache[k].bytes.len() as u64 > aligned_end)
+                        .last()
+                        .expect("the last batch ends past aligned_end");
+                    new_tail = segment_bytes(&st.cache, first_partial..j, aligned_end..region_end);
                     // Acknowledged up to the first batch not wholly written.
-                    let first_partial = (i..j).find(|&k| {
-                        let cached = &st.cache[k];
-                        cached.position + cached.bytes.len() as u64 > aligned_end
-                    });
-                    round.target = st.cache[first_partial.expect("the last batch ends past aligned_end")].base_offset;
+                    round.target = st.cache[first_partial].base_offset;
+                    flushed_end = aligned_end;
                 }
                 issued_updates.push((segment_base, region_end, new_tail, !holds_back_tail));
-                round.updates.push((segment_base, padded_end.min(region_end)));
+                round.updates.push((segment_base, flushed_end));
                 if !round.sync_files.iter().any(|f| Rc::ptr_eq(f, &segment.file)) {
                     round.sync_files.push(segment.file.clone());
                 }

@@ -347,6 +347,13 @@ impl<S: Storage> Shard<S> {
             let logs: Vec<_> = self.dirty.borrow_mut().drain(..).collect();
             self.count_busy_logs(&logs);
             for log in logs {
+                if copied >= COPIED_BYTES_PER_TURN {
+                    reactor_turn().await;
+                    copied = 0;
+                    if self.stopping.get() {
+                        break;
+                    }
+                }
                 if !log.has_round_capacity() {
                     // At its limit of rounds (it has one in flight): parked
                     // until one of them ends, while the other logs go on.
@@ -354,17 +361,6 @@ impl<S: Storage> Shard<S> {
                     // behind some round's fdatasync.
                     self.parked.borrow_mut().push(log);
                     continue;
-                }
-                if copied >= COPIED_BYTES_PER_TURN {
-                    reactor_turn().await;
-                    copied = 0;
-                    if self.stopping.get() {
-                        break;
-                    }
-                    if !log.has_round_capacity() {
-                        self.parked.borrow_mut().push(log);
-                        continue;
-                    }
                 }
                 // Rounds run as tasks of their own, so the next round can be
                 // planned and written while this one's writes complete.
