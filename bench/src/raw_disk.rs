@@ -141,11 +141,11 @@ pub async fn measure(dir: &Path, spec: &RawSpec) -> Result<RawResult, crate::Err
             .map_err(glommio_err)?,
     );
     // Room for the phase at 4 GB/s, a bit more than this device's bursts,
-    // without eating the disk.
-    let wanted = (spec.write_duration.as_secs_f64() * 4e9) as u64 + (1 << 30);
+    // without eating the disk; rewrites cycle through a smaller file,
+    // written once beforehand.
+    let wanted =
+        if spec.rewrite { REWRITE_FILE_BYTES } else { (spec.write_duration.as_secs_f64() * 4e9) as u64 + (1 << 30) };
     let room = free_bytes(dir).saturating_sub(4 << 30) / 2;
-    // Rewrites cycle through a smaller file, written once beforehand.
-    let wanted = if spec.rewrite { REWRITE_FILE_BYTES } else { wanted };
     let capacity = wanted.min(room) / spec.write_bytes as u64 * spec.write_bytes as u64;
     if capacity < 64 * spec.write_bytes as u64 {
         return Err(format!("not enough free space in {} for the raw write test", dir.display()).into());
