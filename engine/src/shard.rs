@@ -227,7 +227,7 @@ impl<S: Storage> Shard<S> {
         self.wake_flusher();
     }
 
-    fn wake_flusher(&self) {
+    pub(crate) fn wake_flusher(&self) {
         if let Some(waker) = self.flusher_waker.borrow_mut().take() {
             waker.wake();
         }
@@ -382,7 +382,7 @@ impl<S: Storage> Shard<S> {
 
     /// Moves `log` back to the dirty queue if it was parked at its limit of
     /// rounds.
-    fn unpark(&self, log: &Rc<LogInner<S>>) {
+    pub(crate) fn unpark(&self, log: &Rc<LogInner<S>>) {
         let mut parked = self.parked.borrow_mut();
         if let Some(i) = parked.iter().position(|p| Rc::ptr_eq(p, log)) {
             let log = parked.swap_remove(i);

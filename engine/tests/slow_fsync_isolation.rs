@@ -63,3 +63,48 @@ fn a_log_waiting_for_its_fdatasync_does_not_hold_back_other_logs() {
         fast.close().await.unwrap();
     });
 }
+
+/// A round that rolled finishes the sealed segment afterwards (a truncate,
+/// an fdatasync, the index files): milliseconds on a busy disk. The log's
+/// next round must not wait for that. (The finishing used to hold the
+/// round's slot, so the log was parked and every append that arrived
+/// meanwhile waited, once a roll: the fixed-rate tail of the engine bench.)
+#[test]
+fn finishing_a_sealed_segment_does_not_hold_back_appends() {
+    run("finish-isolation", || async {
+        let sim = SimStorage::new(1);
+        let clock = ManualClock::new(1_000_000);
+        let engine = start_sim(&sim, &clock).await;
+        let config = LogConfig { segment_bytes: 4096, ..LogConfig::default() };
+        let log = engine.open_log(&log_dir(), config).await.unwrap();
+        // The first segment's fdatasync (only its finishing syncs it under acks=1) is held.
+        sim.hold_fsyncs(&format!("{:020}.log", 0));
+
+        let first = append(&log, &make_batch(1, 2, 1_000, 1_000)).await;
+        log.wait(first.last_offset, Durability::Written).await.unwrap();
+        // Does not fit: rolls, and its round then finishes the first segment.
+        let second = append(&log, &make_batch(2, 2, 1_000, 2_000)).await;
+        assert_eq!(log.segment_base_offsets(), vec![0, second.base_offset], "the second batch rolled");
+        log.wait(second.last_offset, Durability::Written).await.unwrap();
+        for _ in 0..20 {
+            yield_now().await;
+        }
+
+        let third = append(&log, &make_batch(3, 2, 100, 3_000)).await;
+        let written = futures_lite::future::or(
+            async { log.wait(third.last_offset, Durability::Written).await.map(|()| true) },
+            async {
+                glommio::timer::sleep(Duration::from_secs(5)).await;
+                Ok(false)
+            },
+        )
+        .await
+        .unwrap();
+        assert!(written, "an append after a roll waited for the sealed segment's held fdatasync");
+
+        sim.release_fsyncs();
+        log.flush(Durability::Durable).await.unwrap();
+        assert_same_batches(&read_all(&log).await, &[first, second, third], "after the roll");
+        log.close().await.unwrap();
+    });
+}
