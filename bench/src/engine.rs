@@ -46,7 +46,7 @@ use serde::Serialize;
 use crate::latency::{self, LatencySummary};
 use crate::machine::{CpuTime, CpuUse, DeviceIo, MachineFacts, SchedStat, SystemCpu};
 use crate::producer::{build_batches, BatchSpec, Compression, Payload, ProducerBatch};
-use crate::raw_disk::{self, RawResult, RawSpec, Timeline};
+use crate::raw_disk::{self, RawPace, RawResult, RawSpec, Timeline};
 use crate::report::{self, Report};
 
 /// What an append waits for before it counts as done (the produce `acks`).
@@ -97,6 +97,12 @@ pub struct EngineArgs {
     /// Skip the raw O_DIRECT measurement.
     #[arg(long, conflicts_with = "raw_only")]
     pub skip_raw: bool,
+    /// Run a probe task beside the appends that sleeps `STALL_PROBE_PERIOD`
+    /// in a loop and records how late it wakes: how long the shard's
+    /// executor could not run a ready task (its own work, or the thread not
+    /// getting a CPU). Adds `stall_probe` to the write results.
+    #[arg(long)]
+    pub stall_probe: bool,
     /// Bytes of appended but unacknowledged batches allowed at once
     /// [default: 16 MiB closed loop, 256 MiB with --rate].
     #[arg(long)]
@@ -167,6 +173,11 @@ pub struct EngineArgs {
     /// Keep the data directory and raw file after the run.
     #[arg(long)]
     pub keep: bool,
+    /// Write every measured append's send and acknowledgement times (µs
+    /// from the start of the measured phase) to this CSV file, to see
+    /// which appends made the tail.
+    #[arg(long)]
+    pub latency_log: Option<PathBuf>,
     /// Override EngineConfig::flush_linger_us.
     #[arg(long)]
     pub flush_linger_us: Option<u64>,
@@ -335,6 +346,8 @@ pub struct WriteResult {
     pub bytes_per_sec_timeline: Vec<f64>,
     /// Largest acknowledgement latency (us) of each 0.5 s interval: where the stalls were.
     pub latency_max_us_timeline: Vec<u64>,
+    /// With `--stall-probe`: how late the executor ran a ready timer task.
+    pub stall_probe: Option<StallProbeResult>,
     /// CPU use of the shard's thread, in cores (1.0 = the core is never idle).
     pub shard_cpu: CpuUse,
     /// CPU use of the whole process, including io_uring kernel workers.
@@ -465,6 +478,15 @@ async fn run_on_shard(
         rewrite: args.raw_rewrite,
         fresh_buffers: args.raw_fresh_buffers,
         keep_file: args.keep,
+        // The disk's own latency at the rate asked, in the same run.
+        pace: args.rate.map(|rate| {
+            let records: u64 = batches.iter().map(|b| u64::from(b.records)).sum();
+            let stored: usize = batches.iter().map(|b| b.bytes.len()).sum();
+            RawPace {
+                bytes_per_sec: rate * stored as f64 / records.max(1) as f64,
+                write_bytes: stored / batches.len().max(1),
+            }
+        }),
     };
     let mut outcome = ShardOutcome { write: None, tail_read: None, cold_read: None, raw: None };
     if args.raw_only {
@@ -509,6 +531,63 @@ async fn reactor_turn() {
     glommio::timer::sleep(Duration::from_micros(1)).await;
 }
 
+/// How often the stall probe (`--stall-probe`) asks to wake.
+const STALL_PROBE_PERIOD: Duration = Duration::from_micros(200);
+
+/// The 0.5 s intervals the write phase's timelines are cut into.
+const TIMELINE_SLOT: Duration = Duration::from_millis(500);
+
+/// What the stall probe saw during the measured write phase.
+#[derive(Debug, Clone, Serialize)]
+pub struct StallProbeResult {
+    /// Lateness of each wake-up beyond `STALL_PROBE_PERIOD`, µs.
+    pub lateness_us: LatencySummary,
+    /// Largest lateness (µs) in each 0.5 s interval, beside `latency_max_us_timeline`.
+    pub lateness_max_us_timeline: Vec<u64>,
+    /// Cores the hypervisor stole from the whole machine in each 0.5 s interval.
+    pub steal_cores_timeline: Vec<f64>,
+}
+
+/// A task on the shard's executor that sleeps `STALL_PROBE_PERIOD` until
+/// `stop` and records how late each wake-up was from `measure_from` on:
+/// the time the executor could not run a ready task, whether it was busy
+/// with other tasks or its thread had no CPU.
+fn spawn_stall_probe(measure_from: Instant, stop: Rc<Cell<bool>>) -> glommio::task::JoinHandle<StallProbeResult> {
+    glommio::spawn_local(async move {
+        let mut lateness = latency::histogram();
+        let mut maxima: Vec<u64> = Vec::new();
+        let mut steal = Vec::new();
+        let mut slot: Option<(Instant, SystemCpu)> = None;
+        while !stop.get() {
+            let asked = Instant::now();
+            glommio::timer::sleep(STALL_PROBE_PERIOD).await;
+            let now = Instant::now();
+            if now < measure_from {
+                continue;
+            }
+            let late = now.saturating_duration_since(asked).saturating_sub(STALL_PROBE_PERIOD);
+            latency::record(&mut lateness, late);
+            let index = (now.saturating_duration_since(measure_from).as_millis() / TIMELINE_SLOT.as_millis()) as usize;
+            if maxima.len() <= index {
+                maxima.resize(index + 1, 0);
+            }
+            maxima[index] = maxima[index].max(late.as_micros() as u64);
+            let (started, cpu) = *slot.get_or_insert_with(|| (now, SystemCpu::read()));
+            if now >= started + TIMELINE_SLOT {
+                let current = SystemCpu::read();
+                steal.push(current.cores_since(cpu, now - started).1);
+                slot = Some((now, current));
+            }
+        }
+        StallProbeResult {
+            lateness_us: LatencySummary::of(&lateness),
+            lateness_max_us_timeline: maxima,
+            steal_cores_timeline: steal,
+        }
+    })
+    .detach()
+}
+
 fn partition_dir(data_dir: &Path, partition: usize) -> PathBuf {
     data_dir.join(format!("bench-{partition}"))
 }
@@ -525,6 +604,9 @@ struct WriteTally {
     timeline: RefCell<Timeline>,
     /// Largest acknowledgement latency (us) completed in each 0.5 s interval.
     latency_max_timeline: RefCell<Vec<u64>>,
+    /// (sent, acknowledged) of each measured append, µs from the start of
+    /// the measured phase (`--latency-log`).
+    latency_log: Option<RefCell<Vec<(u64, u64)>>>,
     failure: RefCell<Option<String>>,
 }
 
@@ -538,7 +620,7 @@ impl WriteTally {
             return;
         }
         let now = Instant::now();
-        let slot = (now.saturating_duration_since(measure_from).as_millis() / 500) as usize;
+        let slot = (now.saturating_duration_since(measure_from).as_millis() / TIMELINE_SLOT.as_millis()) as usize;
         let latency_us = now.saturating_duration_since(sent).as_micros() as u64;
         let mut maxima = self.latency_max_timeline.borrow_mut();
         if maxima.len() <= slot {
@@ -546,6 +628,10 @@ impl WriteTally {
         }
         maxima[slot] = maxima[slot].max(latency_us);
         drop(maxima);
+        if let Some(log) = &self.latency_log {
+            let since = |at: Instant| at.saturating_duration_since(measure_from).as_micros() as u64;
+            log.borrow_mut().push((since(sent), since(now)));
+        }
         self.appends.set(self.appends.get() + 1);
         self.messages.set(self.messages.get() + u64::from(batch_records));
         self.stored_bytes.set(self.stored_bytes.get() + batch_bytes as u64);
@@ -577,8 +663,9 @@ async fn write_phase(
         messages: Cell::new(0),
         stored_bytes: Cell::new(0),
         last_done: Cell::new(None),
-        timeline: RefCell::new(Timeline::new(measure_from, Duration::from_millis(500))),
+        timeline: RefCell::new(Timeline::new(measure_from, TIMELINE_SLOT)),
         latency_max_timeline: RefCell::new(Vec::new()),
+        latency_log: args.latency_log.as_ref().map(|_| RefCell::new(Vec::new())),
         failure: RefCell::new(None),
     });
     let cache_budget = engine.config().cache_bytes_max;
@@ -592,9 +679,10 @@ async fn write_phase(
     let mut scheduled = started;
     let mut sequence = 0usize;
     // Retention, as a broker runs it on a timer, so the run's data stays bounded.
-    let retention_stop = Rc::new(Cell::new(false));
+    let write_phase_over = Rc::new(Cell::new(false));
+    let stall_probe = args.stall_probe.then(|| spawn_stall_probe(measure_from, write_phase_over.clone()));
     let retention = (args.retention_bytes > 0).then(|| {
-        let (logs, stop) = (logs.to_vec(), retention_stop.clone());
+        let (logs, stop) = (logs.to_vec(), write_phase_over.clone());
         glommio::spawn_local(async move {
             let mut deleted = 0usize;
             while !stop.get() {
@@ -693,13 +781,31 @@ async fn write_phase(
         }
         tally.last_done.set(Some(Instant::now()));
     }
-    retention_stop.set(true);
+    write_phase_over.set(true);
     let retention_segments_deleted = match retention {
         Some(task) => task.await?,
         None => 0,
     };
+    let stall_probe = match stall_probe {
+        Some(task) => task.await,
+        None => None,
+    };
     if let Some(failure) = tally.failure.borrow().clone() {
         return Err(failure.into());
+    }
+    if let (Some(path), Some(log)) = (&args.latency_log, &tally.latency_log) {
+        // The start in CLOCK_MONOTONIC (what `Instant` reads), to line the
+        // appends up with a trace (`perf record -k mono`).
+        let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: clock_gettime writes a timespec into `now`.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+        let start_ns = (now.tv_sec as u128 * 1_000_000_000 + now.tv_nsec as u128)
+            .saturating_sub(measure_from.elapsed().as_nanos());
+        let mut csv = format!("# measured phase started at CLOCK_MONOTONIC {start_ns} ns\nsent_us,acknowledged_us\n");
+        for (sent, acknowledged) in log.borrow().iter() {
+            csv.push_str(&format!("{sent},{acknowledged}\n"));
+        }
+        std::fs::write(path, csv)?;
     }
     let ended = tally.last_done.get().unwrap_or_else(Instant::now).max(measure_from + Duration::from_micros(1));
     let wall = ended.saturating_duration_since(measure_from);
@@ -730,6 +836,7 @@ async fn write_phase(
         durable_latency_us,
         bytes_per_sec_timeline: tally.timeline.borrow().bytes_per_sec(),
         latency_max_us_timeline: tally.latency_max_timeline.borrow().clone(),
+        stall_probe,
         shard_cpu: CpuUse::of(cpu, wall),
         process_cpu,
         shard_runqueue_wait_fraction: sched.waiting.as_secs_f64() / seconds.max(1e-9),

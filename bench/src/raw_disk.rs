@@ -18,18 +18,31 @@
 //! difference between the two figures is what per-write buffer allocation
 //! costs on this machine.
 //!
+//! With a pace (`engine --rate`), a second write pass follows at the
+//! engine run's rate in bytes: one write of the producer batch's size
+//! (rounded up to whole blocks) is scheduled at a time, each on its own
+//! task, as many in flight as the disk holds, and each latency runs from
+//! its scheduled time, as the engine's fixed-rate latencies do, both for
+//! the write alone and in log order (done once every earlier write is
+//! done, as a log acknowledges). That is the latency floor of the disk for
+//! that load: an engine that wrote each batch the moment it arrived and
+//! did nothing else.
+//!
 //! The reader reads the same file back sequentially with aligned reads,
 //! `inflight` at a time and then one at a time (what a single consumer
 //! fetching serially can hope for).
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use glommio::io::{DmaBuffer, DmaFile, OpenOptions};
+use hdrhistogram::Histogram;
 use serde::Serialize;
 
+use crate::latency::{self, LatencySummary};
 use crate::machine::{SchedStat, SystemCpu};
 use crate::producer::SplitMix64;
 
@@ -49,7 +62,37 @@ pub struct RawSpec {
     /// A newly allocated, zeroed and filled buffer for every write.
     pub fresh_buffers: bool,
     pub keep_file: bool,
+    /// A paced write pass after the bandwidth pass.
+    pub pace: Option<RawPace>,
 }
+
+/// A fixed-rate write pass: `write_bytes` per write, `bytes_per_sec` in all.
+#[derive(Debug, Clone, Copy)]
+pub struct RawPace {
+    pub bytes_per_sec: f64,
+    pub write_bytes: usize,
+}
+
+/// What the paced write pass measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct PacedResult {
+    pub bytes_per_sec_target: f64,
+    pub bytes_per_sec: f64,
+    pub write_bytes_per_op: usize,
+    /// From each write's scheduled time to its completion, µs.
+    pub write_latency_us: LatencySummary,
+    /// From each write's scheduled time until it and every earlier write
+    /// have completed, µs: the floor of a log's acknowledgement, which may
+    /// not report a batch written while an earlier one is not (recovery
+    /// truncates at the first missing batch).
+    pub in_order_latency_us: LatencySummary,
+    /// Largest in-order latency (µs) of each 0.5 s interval.
+    pub latency_max_us_timeline: Vec<u64>,
+}
+
+/// Writes a paced pass keeps in flight at most; one more waits, and the
+/// wait is charged to its latency.
+const PACED_INFLIGHT_MAX: usize = 1024;
 
 /// Bytes completed per interval of a timed phase, for seeing bursts.
 #[derive(Debug, Clone)]
@@ -97,6 +140,8 @@ pub struct RawResult {
     pub overwrite: bool,
     pub rewrite: bool,
     pub fresh_buffers: bool,
+    /// The paced pass (`RawSpec::pace`).
+    pub paced: Option<PacedResult>,
 }
 
 /// Size of the file `RawSpec::rewrite` cycles through: larger than the
@@ -184,6 +229,10 @@ pub async fn measure(dir: &Path, spec: &RawSpec) -> Result<RawResult, crate::Err
     let (write_machine_busy_cores, _) = SystemCpu::read().cores_since(system_before, write_wall);
     let write_runqueue_wait_fraction = SchedStat::thread().since(sched_before).waiting.as_secs_f64() / write_seconds;
 
+    let paced = match spec.pace {
+        Some(pace) => Some(paced_pass(&file, capacity, pace, spec.write_duration).await?),
+        None => None,
+    };
     let file_bytes = write_bytes.min(capacity);
     let read_bytes_per_sec = read_phase(&file, file_bytes, spec.write_bytes, spec.inflight, spec.read_duration).await?;
     let read_qd1_bytes_per_sec = read_phase(&file, file_bytes, spec.write_bytes, 1, spec.read_duration / 2).await?;
@@ -210,6 +259,7 @@ pub async fn measure(dir: &Path, spec: &RawSpec) -> Result<RawResult, crate::Err
         overwrite: spec.overwrite,
         rewrite: spec.rewrite,
         fresh_buffers: spec.fresh_buffers,
+        paced,
     })
 }
 
@@ -270,6 +320,118 @@ async fn write_pass(
         worker.await?;
     }
     Ok(())
+}
+
+/// Writes `pace.write_bytes` at a time from the start of the file (going
+/// round at its end) at `pace.bytes_per_sec` for `duration`, each write
+/// its own task started at its scheduled time.
+async fn paced_pass(
+    file: &Rc<DmaFile>,
+    capacity: u64,
+    pace: RawPace,
+    duration: Duration,
+) -> Result<PacedResult, crate::Error> {
+    let len = pace.write_bytes.div_ceil(4096) * 4096;
+    let capacity = capacity / len as u64 * len as u64;
+    if capacity == 0 {
+        return Err(format!("the raw file is smaller than one paced write of {len} bytes").into());
+    }
+    let mut buf = file.alloc_dma_buffer(len);
+    SplitMix64::new(0x7061_6365).fill(buf.as_bytes_mut());
+    let buf = Rc::new(buf);
+    let interval = Duration::from_secs_f64(len as f64 / pace.bytes_per_sec.max(1.0));
+    let inflight = Rc::new(glommio::sync::Semaphore::new(PACED_INFLIGHT_MAX as u64));
+    let started = Instant::now();
+    let tally = Rc::new(RefCell::new(PacedTally::new(started)));
+    let deadline = started + duration;
+    let mut scheduled = started;
+    let mut position = 0u64;
+    let mut writes = Vec::new();
+    while scheduled < deadline {
+        let now = Instant::now();
+        if scheduled > now {
+            glommio::timer::sleep(scheduled - now).await;
+        }
+        let permit = inflight.acquire_static_permit(1).await.map_err(|e| e.to_string())?;
+        let sequence = tally.borrow_mut().scheduled(scheduled);
+        let (file, buf, tally, at) = (file.clone(), buf.clone(), tally.clone(), position);
+        writes.push(glommio::spawn_local(async move {
+            let _permit = permit;
+            let done = file.write_rc_at(buf, at).await.map_err(glommio_err)?;
+            if done != len {
+                return Err::<(), crate::Error>(format!("short O_DIRECT write: {done} of {len}").into());
+            }
+            tally.borrow_mut().completed(sequence, Instant::now());
+            Ok(())
+        }));
+        scheduled += interval;
+        position = (position + len as u64) % capacity;
+    }
+    let count = writes.len();
+    for write in writes {
+        write.await?;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let tally = tally.borrow();
+    Ok(PacedResult {
+        bytes_per_sec_target: pace.bytes_per_sec,
+        bytes_per_sec: (count * len) as f64 / seconds,
+        write_bytes_per_op: len,
+        write_latency_us: LatencySummary::of(&tally.each),
+        in_order_latency_us: LatencySummary::of(&tally.in_order),
+        latency_max_us_timeline: tally.in_order_max.clone(),
+    })
+}
+
+/// Latencies of the paced pass, each write alone and in log order.
+struct PacedTally {
+    started: Instant,
+    /// Scheduled time and completion of the writes not yet done in order,
+    /// oldest first; `first` is the sequence number of the oldest.
+    pending: VecDeque<(Instant, bool)>,
+    first: u64,
+    each: Histogram<u64>,
+    in_order: Histogram<u64>,
+    in_order_max: Vec<u64>,
+}
+
+impl PacedTally {
+    fn new(started: Instant) -> Self {
+        Self {
+            started,
+            pending: VecDeque::new(),
+            first: 0,
+            each: latency::histogram(),
+            in_order: latency::histogram(),
+            in_order_max: Vec::new(),
+        }
+    }
+
+    /// Registers the next write; returns its sequence number.
+    fn scheduled(&mut self, at: Instant) -> u64 {
+        self.pending.push_back((at, false));
+        self.first + self.pending.len() as u64 - 1
+    }
+
+    /// Write `sequence` completed at `now`: it counts alone now, and in log
+    /// order once every earlier write has completed too.
+    fn completed(&mut self, sequence: u64, now: Instant) {
+        let index = (sequence - self.first) as usize;
+        let scheduled = self.pending[index].0;
+        latency::record(&mut self.each, now.saturating_duration_since(scheduled));
+        self.pending[index].1 = true;
+        while let Some(&(scheduled, true)) = self.pending.front() {
+            self.pending.pop_front();
+            self.first += 1;
+            let waited = now.saturating_duration_since(scheduled);
+            latency::record(&mut self.in_order, waited);
+            let slot = (now.saturating_duration_since(self.started).as_millis() / 500) as usize;
+            if self.in_order_max.len() <= slot {
+                self.in_order_max.resize(slot + 1, 0);
+            }
+            self.in_order_max[slot] = self.in_order_max[slot].max(waited.as_micros() as u64);
+        }
+    }
 }
 
 /// Reads `[0, size)` sequentially, `inflight` reads of `read_bytes` at a

@@ -212,5 +212,22 @@ pub fn summary(report: &Report) -> String {
     if let Some(ratio) = report.ratio_to_raw {
         let _ = writeln!(out, "ratio = engine write MB/s / raw MB/s = {ratio:.3}");
     }
+    if let Some(paced) = report.raw.as_ref().and_then(|r| r.paced.as_ref()) {
+        let _ = writeln!(
+            out,
+            "raw O_DIRECT at the run's rate: {} in writes of {} B, latency from the scheduled time:\n  each write:   {}\n  in order:     {}",
+            mb(paced.bytes_per_sec),
+            paced.write_bytes_per_op,
+            paced.write_latency_us,
+            paced.in_order_latency_us
+        );
+        if let Some(engine) = &report.append_latency_us {
+            let _ = writeln!(
+                out,
+                "latency ratio = engine p99 / raw in-order p99 at the same rate = {:.2}",
+                engine.p99 as f64 / paced.in_order_latency_us.p99.max(1) as f64
+            );
+        }
+    }
     out
 }
