@@ -43,7 +43,7 @@ use pinion_engine::runtime::run_executor;
 use pinion_engine::{Chunk, Durability, Engine, EngineConfig, EngineStats, Log, LogConfig, SystemClock};
 use serde::Serialize;
 
-use crate::latency::{self, LatencySummary};
+use crate::latency::{self, LatencySummary, MaxTimeline};
 use crate::machine::{CpuTime, CpuUse, DeviceIo, MachineFacts, SchedStat, SystemCpu};
 use crate::producer::{build_batches, BatchSpec, Compression, Payload, ProducerBatch};
 use crate::raw_disk::{self, RawPace, RawResult, RawSpec, Timeline};
@@ -555,7 +555,7 @@ pub struct StallProbeResult {
 fn spawn_stall_probe(measure_from: Instant, stop: Rc<Cell<bool>>) -> glommio::task::JoinHandle<StallProbeResult> {
     glommio::spawn_local(async move {
         let mut lateness = latency::histogram();
-        let mut maxima: Vec<u64> = Vec::new();
+        let mut maxima = MaxTimeline::new(measure_from, TIMELINE_SLOT);
         let mut steal = Vec::new();
         let mut slot: Option<(Instant, SystemCpu)> = None;
         while !stop.get() {
@@ -567,11 +567,7 @@ fn spawn_stall_probe(measure_from: Instant, stop: Rc<Cell<bool>>) -> glommio::ta
             }
             let late = now.saturating_duration_since(asked).saturating_sub(STALL_PROBE_PERIOD);
             latency::record(&mut lateness, late);
-            let index = (now.saturating_duration_since(measure_from).as_millis() / TIMELINE_SLOT.as_millis()) as usize;
-            if maxima.len() <= index {
-                maxima.resize(index + 1, 0);
-            }
-            maxima[index] = maxima[index].max(late.as_micros() as u64);
+            maxima.note(now, late);
             let (started, cpu) = *slot.get_or_insert_with(|| (now, SystemCpu::read()));
             if now >= started + TIMELINE_SLOT {
                 let current = SystemCpu::read();
@@ -581,7 +577,7 @@ fn spawn_stall_probe(measure_from: Instant, stop: Rc<Cell<bool>>) -> glommio::ta
         }
         StallProbeResult {
             lateness_us: LatencySummary::of(&lateness),
-            lateness_max_us_timeline: maxima,
+            lateness_max_us_timeline: maxima.maxima_us(),
             steal_cores_timeline: steal,
         }
     })
@@ -603,7 +599,7 @@ struct WriteTally {
     last_done: Cell<Option<Instant>>,
     timeline: RefCell<Timeline>,
     /// Largest acknowledgement latency (us) completed in each 0.5 s interval.
-    latency_max_timeline: RefCell<Vec<u64>>,
+    latency_max_timeline: RefCell<MaxTimeline>,
     /// (sent, acknowledged) of each measured append, µs from the start of
     /// the measured phase (`--latency-log`).
     latency_log: Option<RefCell<Vec<(u64, u64)>>>,
@@ -620,14 +616,7 @@ impl WriteTally {
             return;
         }
         let now = Instant::now();
-        let slot = (now.saturating_duration_since(measure_from).as_millis() / TIMELINE_SLOT.as_millis()) as usize;
-        let latency_us = now.saturating_duration_since(sent).as_micros() as u64;
-        let mut maxima = self.latency_max_timeline.borrow_mut();
-        if maxima.len() <= slot {
-            maxima.resize(slot + 1, 0);
-        }
-        maxima[slot] = maxima[slot].max(latency_us);
-        drop(maxima);
+        self.latency_max_timeline.borrow_mut().note(now, now.saturating_duration_since(sent));
         if let Some(log) = &self.latency_log {
             let since = |at: Instant| at.saturating_duration_since(measure_from).as_micros() as u64;
             log.borrow_mut().push((since(sent), since(now)));
@@ -664,7 +653,7 @@ async fn write_phase(
         stored_bytes: Cell::new(0),
         last_done: Cell::new(None),
         timeline: RefCell::new(Timeline::new(measure_from, TIMELINE_SLOT)),
-        latency_max_timeline: RefCell::new(Vec::new()),
+        latency_max_timeline: RefCell::new(MaxTimeline::new(measure_from, TIMELINE_SLOT)),
         latency_log: args.latency_log.as_ref().map(|_| RefCell::new(Vec::new())),
         failure: RefCell::new(None),
     });
@@ -835,7 +824,7 @@ async fn write_phase(
         written_latency_us,
         durable_latency_us,
         bytes_per_sec_timeline: tally.timeline.borrow().bytes_per_sec(),
-        latency_max_us_timeline: tally.latency_max_timeline.borrow().clone(),
+        latency_max_us_timeline: tally.latency_max_timeline.borrow().maxima_us(),
         stall_probe,
         shard_cpu: CpuUse::of(cpu, wall),
         process_cpu,

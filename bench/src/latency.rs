@@ -3,7 +3,7 @@
 //! Values are recorded with 3 significant digits up to one hour, so a
 //! stall never saturates the histogram and hides itself.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
@@ -19,6 +19,33 @@ pub fn histogram() -> Histogram<u64> {
 pub fn record(histogram: &mut Histogram<u64>, elapsed: Duration) {
     let us = (elapsed.as_nanos().div_ceil(1000) as u64).clamp(1, LATENCY_US_MAX);
     histogram.record(us).expect("value within the histogram bounds");
+}
+
+/// The largest latency (µs) in each interval of a phase: where the stalls were.
+#[derive(Debug, Clone)]
+pub struct MaxTimeline {
+    started: Instant,
+    interval: Duration,
+    maxima_us: Vec<u64>,
+}
+
+impl MaxTimeline {
+    pub fn new(started: Instant, interval: Duration) -> Self {
+        Self { started, interval, maxima_us: Vec::new() }
+    }
+
+    /// Counts `latency`, observed at `at`, in its interval.
+    pub fn note(&mut self, at: Instant, latency: Duration) {
+        let slot = (at.saturating_duration_since(self.started).as_nanos() / self.interval.as_nanos().max(1)) as usize;
+        if self.maxima_us.len() <= slot {
+            self.maxima_us.resize(slot + 1, 0);
+        }
+        self.maxima_us[slot] = self.maxima_us[slot].max(latency.as_micros() as u64);
+    }
+
+    pub fn maxima_us(&self) -> Vec<u64> {
+        self.maxima_us.clone()
+    }
 }
 
 /// Percentiles of one histogram, microseconds.

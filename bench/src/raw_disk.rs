@@ -42,7 +42,7 @@ use glommio::io::{DmaBuffer, DmaFile, OpenOptions};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use crate::latency::{self, LatencySummary};
+use crate::latency::{self, LatencySummary, MaxTimeline};
 use crate::machine::{SchedStat, SystemCpu};
 use crate::producer::SplitMix64;
 
@@ -379,31 +379,29 @@ async fn paced_pass(
         write_bytes_per_op: len,
         write_latency_us: LatencySummary::of(&tally.each),
         in_order_latency_us: LatencySummary::of(&tally.in_order),
-        latency_max_us_timeline: tally.in_order_max.clone(),
+        latency_max_us_timeline: tally.in_order_max.maxima_us(),
     })
 }
 
 /// Latencies of the paced pass, each write alone and in log order.
 struct PacedTally {
-    started: Instant,
     /// Scheduled time and completion of the writes not yet done in order,
     /// oldest first; `first` is the sequence number of the oldest.
     pending: VecDeque<(Instant, bool)>,
     first: u64,
     each: Histogram<u64>,
     in_order: Histogram<u64>,
-    in_order_max: Vec<u64>,
+    in_order_max: MaxTimeline,
 }
 
 impl PacedTally {
     fn new(started: Instant) -> Self {
         Self {
-            started,
             pending: VecDeque::new(),
             first: 0,
             each: latency::histogram(),
             in_order: latency::histogram(),
-            in_order_max: Vec::new(),
+            in_order_max: MaxTimeline::new(started, Duration::from_millis(500)),
         }
     }
 
@@ -425,11 +423,7 @@ impl PacedTally {
             self.first += 1;
             let waited = now.saturating_duration_since(scheduled);
             latency::record(&mut self.in_order, waited);
-            let slot = (now.saturating_duration_since(self.started).as_millis() / 500) as usize;
-            if self.in_order_max.len() <= slot {
-                self.in_order_max.resize(slot + 1, 0);
-            }
-            self.in_order_max[slot] = self.in_order_max[slot].max(waited.as_micros() as u64);
+            self.in_order_max.note(now, waited);
         }
     }
 }

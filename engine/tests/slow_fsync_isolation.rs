@@ -12,7 +12,17 @@ use std::time::Duration;
 use common::*;
 use futures_lite::future::yield_now;
 use pinion_engine::io::sim::SimStorage;
-use pinion_engine::{Durability, LogConfig, ManualClock};
+use pinion_engine::{Durability, Log, LogConfig, ManualClock};
+
+/// Whether `log` reports `last_offset` written within 5 s.
+async fn written_within_5s(log: &Log<SimStorage>, last_offset: i64) -> bool {
+    futures_lite::future::or(async { log.wait(last_offset, Durability::Written).await.map(|()| true) }, async {
+        glommio::timer::sleep(Duration::from_secs(5)).await;
+        Ok(false)
+    })
+    .await
+    .unwrap()
+}
 
 #[test]
 fn a_log_waiting_for_its_fdatasync_does_not_hold_back_other_logs() {
@@ -41,16 +51,10 @@ fn a_log_waiting_for_its_fdatasync_does_not_hold_back_other_logs() {
 
         // Another log's append is written while the fdatasync is held.
         let on_fast = append(&fast, &make_batch(3, 2, 100, 3_000)).await;
-        let written = futures_lite::future::or(
-            async { fast.wait(on_fast.last_offset, Durability::Written).await.map(|()| true) },
-            async {
-                glommio::timer::sleep(Duration::from_secs(5)).await;
-                Ok(false)
-            },
-        )
-        .await
-        .unwrap();
-        assert!(written, "the other log's write waited for the held fdatasync of another log");
+        assert!(
+            written_within_5s(&fast, on_fast.last_offset).await,
+            "the other log's write waited for the held fdatasync of another log"
+        );
         assert!(slow.durable_offset() <= first.last_offset, "the held fdatasync has not completed");
 
         sim.release_fsyncs();
@@ -91,16 +95,10 @@ fn finishing_a_sealed_segment_does_not_hold_back_appends() {
         }
 
         let third = append(&log, &make_batch(3, 2, 100, 3_000)).await;
-        let written = futures_lite::future::or(
-            async { log.wait(third.last_offset, Durability::Written).await.map(|()| true) },
-            async {
-                glommio::timer::sleep(Duration::from_secs(5)).await;
-                Ok(false)
-            },
-        )
-        .await
-        .unwrap();
-        assert!(written, "an append after a roll waited for the sealed segment's held fdatasync");
+        assert!(
+            written_within_5s(&log, third.last_offset).await,
+            "an append after a roll waited for the sealed segment's held fdatasync"
+        );
 
         sim.release_fsyncs();
         log.flush(Durability::Durable).await.unwrap();
