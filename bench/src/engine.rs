@@ -584,6 +584,24 @@ fn spawn_stall_probe(measure_from: Instant, stop: Rc<Cell<bool>>) -> glommio::ta
     .detach()
 }
 
+/// Writes `--latency-log`: each measured append's (sent, acknowledged) µs
+/// from `measure_from`, whose `CLOCK_MONOTONIC` time (what `Instant`
+/// reads) heads the file, to line the appends up with a trace
+/// (`perf record -k mono`).
+fn write_latency_log(path: &Path, appends: &[(u64, u64)], measure_from: Instant) -> std::io::Result<()> {
+    use std::fmt::Write as _;
+    let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes a timespec into `now`.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    let start_ns =
+        (now.tv_sec as u128 * 1_000_000_000 + now.tv_nsec as u128).saturating_sub(measure_from.elapsed().as_nanos());
+    let mut csv = format!("# measured phase started at CLOCK_MONOTONIC {start_ns} ns\nsent_us,acknowledged_us\n");
+    for (sent, acknowledged) in appends {
+        let _ = writeln!(csv, "{sent},{acknowledged}");
+    }
+    std::fs::write(path, csv)
+}
+
 fn partition_dir(data_dir: &Path, partition: usize) -> PathBuf {
     data_dir.join(format!("bench-{partition}"))
 }
@@ -783,18 +801,7 @@ async fn write_phase(
         return Err(failure.into());
     }
     if let (Some(path), Some(log)) = (&args.latency_log, &tally.latency_log) {
-        // The start in CLOCK_MONOTONIC (what `Instant` reads), to line the
-        // appends up with a trace (`perf record -k mono`).
-        let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-        // SAFETY: clock_gettime writes a timespec into `now`.
-        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
-        let start_ns = (now.tv_sec as u128 * 1_000_000_000 + now.tv_nsec as u128)
-            .saturating_sub(measure_from.elapsed().as_nanos());
-        let mut csv = format!("# measured phase started at CLOCK_MONOTONIC {start_ns} ns\nsent_us,acknowledged_us\n");
-        for (sent, acknowledged) in log.borrow().iter() {
-            csv.push_str(&format!("{sent},{acknowledged}\n"));
-        }
-        std::fs::write(path, csv)?;
+        write_latency_log(path, &log.borrow(), measure_from)?;
     }
     let ended = tally.last_done.get().unwrap_or_else(Instant::now).max(measure_from + Duration::from_micros(1));
     let wall = ended.saturating_duration_since(measure_from);

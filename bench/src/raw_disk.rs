@@ -466,3 +466,33 @@ async fn read_phase(
     }
     Ok(read.get() as f64 / started.elapsed().as_secs_f64())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_paced_write_counts_in_order_only_once_every_earlier_write_is_done() {
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        let mut tally = PacedTally::new(t0);
+        let writes: Vec<u64> = (0..3).map(|i| tally.scheduled(ms(i))).collect();
+        assert_eq!(writes, vec![0, 1, 2]);
+
+        tally.completed(2, ms(3));
+        assert_eq!((tally.each.len(), tally.in_order.len()), (1, 0), "write 2 waits for writes 0 and 1");
+        tally.completed(0, ms(4));
+        assert_eq!(tally.in_order.len(), 1, "write 0 is done in order");
+        tally.completed(1, ms(5));
+        assert_eq!(tally.in_order.len(), 3, "writes 1 and 2 are done in order together");
+
+        let each = LatencySummary::of(&tally.each);
+        let in_order = LatencySummary::of(&tally.in_order);
+        // Alone: 1, 4 and 4 ms; in order: 4, 4 and 3 ms.
+        assert_eq!((each.count, in_order.count), (3, 3));
+        assert!(tally.each.min() >= 1_000 && tally.each.min() < 1_010, "write 2 alone took 1 ms");
+        assert!(tally.in_order.min() >= 3_000 && tally.in_order.min() < 3_010, "write 2 in order took 3 ms");
+        assert!(in_order.max >= 4_000 && in_order.max < 4_010, "writes 0 and 1 in order took 4 ms");
+        assert!(tally.pending.is_empty());
+    }
+}
