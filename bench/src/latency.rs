@@ -21,30 +21,54 @@ pub fn record(histogram: &mut Histogram<u64>, elapsed: Duration) {
     histogram.record(us).expect("value within the histogram bounds");
 }
 
-/// The largest latency (µs) in each interval of a phase: where the stalls were.
+/// A value per interval of a timed phase (a sum or a maximum).
 #[derive(Debug, Clone)]
-pub struct MaxTimeline {
+pub struct Intervals {
     started: Instant,
     interval: Duration,
-    maxima_us: Vec<u64>,
+    values: Vec<u64>,
 }
+
+impl Intervals {
+    pub fn new(started: Instant, interval: Duration) -> Self {
+        Self { started, interval, values: Vec::new() }
+    }
+
+    /// The value of the interval `at` falls in (0 until first touched).
+    pub fn at(&mut self, at: Instant) -> &mut u64 {
+        let slot = (at.saturating_duration_since(self.started).as_nanos() / self.interval.as_nanos().max(1)) as usize;
+        if self.values.len() <= slot {
+            self.values.resize(slot + 1, 0);
+        }
+        &mut self.values[slot]
+    }
+
+    pub fn values(&self) -> &[u64] {
+        &self.values
+    }
+
+    pub fn interval(&self) -> Duration {
+        self.interval
+    }
+}
+
+/// The largest latency (µs) in each interval of a phase: where the stalls were.
+#[derive(Debug, Clone)]
+pub struct MaxTimeline(Intervals);
 
 impl MaxTimeline {
     pub fn new(started: Instant, interval: Duration) -> Self {
-        Self { started, interval, maxima_us: Vec::new() }
+        Self(Intervals::new(started, interval))
     }
 
     /// Counts `latency`, observed at `at`, in its interval.
     pub fn note(&mut self, at: Instant, latency: Duration) {
-        let slot = (at.saturating_duration_since(self.started).as_nanos() / self.interval.as_nanos().max(1)) as usize;
-        if self.maxima_us.len() <= slot {
-            self.maxima_us.resize(slot + 1, 0);
-        }
-        self.maxima_us[slot] = self.maxima_us[slot].max(latency.as_micros() as u64);
+        let max = self.0.at(at);
+        *max = (*max).max(latency.as_micros() as u64);
     }
 
     pub fn maxima_us(&self) -> Vec<u64> {
-        self.maxima_us.clone()
+        self.0.values().to_vec()
     }
 }
 

@@ -42,7 +42,7 @@ use glommio::io::{DmaBuffer, DmaFile, OpenOptions};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use crate::latency::{self, LatencySummary, MaxTimeline};
+use crate::latency::{self, Intervals, LatencySummary, MaxTimeline};
 use crate::machine::{SchedStat, SystemCpu};
 use crate::producer::SplitMix64;
 
@@ -96,29 +96,21 @@ const PACED_INFLIGHT_MAX: usize = 1024;
 
 /// Bytes completed per interval of a timed phase, for seeing bursts.
 #[derive(Debug, Clone)]
-pub struct Timeline {
-    started: Instant,
-    interval: Duration,
-    bytes: Vec<u64>,
-}
+pub struct Timeline(Intervals);
 
 impl Timeline {
     pub fn new(started: Instant, interval: Duration) -> Self {
-        Self { started, interval, bytes: Vec::new() }
+        Self(Intervals::new(started, interval))
     }
 
     pub fn note(&mut self, at: Instant, bytes: u64) {
-        let slot = (at.saturating_duration_since(self.started).as_nanos() / self.interval.as_nanos().max(1)) as usize;
-        if self.bytes.len() <= slot {
-            self.bytes.resize(slot + 1, 0);
-        }
-        self.bytes[slot] += bytes;
+        *self.0.at(at) += bytes;
     }
 
     /// Bytes per second of each interval (the last one may be partial).
     pub fn bytes_per_sec(&self) -> Vec<f64> {
-        let secs = self.interval.as_secs_f64();
-        self.bytes.iter().map(|&b| (b as f64 / secs).round()).collect()
+        let secs = self.0.interval().as_secs_f64();
+        self.0.values().iter().map(|&b| (b as f64 / secs).round()).collect()
     }
 }
 
