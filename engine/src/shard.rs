@@ -369,9 +369,9 @@ impl<S: Storage> Shard<S> {
                 self.rounds_in_flight.set(self.rounds_in_flight.get() + 1);
                 let shard = self.clone();
                 glommio::spawn_local(async move {
+                    // `run_round` has unparked the log already.
                     log.run_round(round).await;
                     shard.rounds_in_flight.set(shard.rounds_in_flight.get() - 1);
-                    shard.unpark(&log);
                     shard.evict_if_needed();
                     shard.wake_flusher();
                 })
