@@ -39,7 +39,7 @@ use glommio::Placement;
 use hdrhistogram::Histogram;
 use pinion_engine::io::dma::DmaStorage;
 use pinion_engine::io::Storage;
-use pinion_engine::runtime::run_executor;
+use pinion_engine::runtime::{reactor_turn, run_executor};
 use pinion_engine::{Chunk, Durability, Engine, EngineConfig, EngineStats, Log, LogConfig, SystemClock};
 use serde::Serialize;
 
@@ -523,12 +523,6 @@ async fn run_on_shard(
         outcome.raw = Some(raw_disk::measure(&data_dir, &raw_spec).await?);
     }
     Ok(outcome)
-}
-
-/// Resumes after the executor has run every other ready task and polled
-/// its io_uring once: a socket read that finds data waiting.
-async fn reactor_turn() {
-    glommio::timer::sleep(Duration::from_micros(1)).await;
 }
 
 /// How often the stall probe (`--stall-probe`) asks to wake.

@@ -28,6 +28,7 @@ use crate::error::OpenError;
 use crate::io::{Storage, StorageFile};
 use crate::log::{Log, LogInner};
 use crate::recovery;
+use crate::runtime::reactor_turn;
 
 /// Counters a shard keeps about its write path (exported as metrics).
 #[derive(Debug, Default, Clone)]
@@ -98,12 +99,6 @@ pub(crate) struct Shard<S: Storage> {
 /// completions, one busy log's disk sat idle for 1-3 ms while the shard
 /// planned the next 8 MiB (a third of the time, traced in the engine bench).
 const COPIED_BYTES_PER_TURN: usize = 1 << 20;
-
-/// Resumes once the executor has run the other ready tasks and polled its
-/// io_uring, submitting the I/O they queued (a timer fires only there).
-async fn reactor_turn() {
-    glommio::timer::sleep(Duration::from_micros(1)).await;
-}
 
 /// How long the shard counts the logs it writes, for
 /// `EngineConfig::inline_write_logs_max`.
