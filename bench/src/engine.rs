@@ -443,12 +443,17 @@ pub fn run(args: EngineArgs) -> Result<(), crate::Error> {
         (batches, Some(facts))
     };
 
+    // The disk's own latency at the rate asked, measured in the same run.
+    let pace = args.rate.zip(prebuilt.as_ref()).map(|(rate, facts)| RawPace {
+        bytes_per_sec: rate * facts.stored_bytes_per_batch_mean / facts.records_per_batch_mean.max(1.0),
+        write_bytes: facts.stored_bytes_per_batch_mean as usize,
+    });
     let placement = if args.unpinned { Placement::Unbound } else { Placement::Fixed(args.cpu) };
     let shard_args = args.clone();
     let shard_dir = data_dir.clone();
     let batches = std::sync::Arc::new(batches);
     let outcome = run_executor("pinion-bench", placement, move || async move {
-        run_on_shard(shard_args, shard_dir, config, batches).await.map_err(|e| e.to_string())
+        run_on_shard(shard_args, shard_dir, config, batches, pace).await.map_err(|e| e.to_string())
     });
     if !args.keep {
         let _ = std::fs::remove_dir_all(&data_dir);
@@ -468,6 +473,7 @@ async fn run_on_shard(
     data_dir: PathBuf,
     config: EngineConfig,
     batches: std::sync::Arc<Vec<ProducerBatch>>,
+    pace: Option<RawPace>,
 ) -> Result<ShardOutcome, crate::Error> {
     let raw_spec = RawSpec {
         write_bytes: args.raw_write_bytes,
@@ -478,15 +484,7 @@ async fn run_on_shard(
         rewrite: args.raw_rewrite,
         fresh_buffers: args.raw_fresh_buffers,
         keep_file: args.keep,
-        // The disk's own latency at the rate asked, in the same run.
-        pace: args.rate.map(|rate| {
-            let records: u64 = batches.iter().map(|b| u64::from(b.records)).sum();
-            let stored: usize = batches.iter().map(|b| b.bytes.len()).sum();
-            RawPace {
-                bytes_per_sec: rate * stored as f64 / records.max(1) as f64,
-                write_bytes: stored / batches.len().max(1),
-            }
-        }),
+        pace,
     };
     let mut outcome = ShardOutcome { write: None, tail_read: None, cold_read: None, raw: None };
     if args.raw_only {
