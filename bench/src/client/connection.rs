@@ -20,6 +20,8 @@ use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
+use crate::client::produce_frame::ProduceFrame;
+
 pub const CLIENT_ID: &str = "pinion-bench";
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// A request unanswered for this long fails the run, unless
@@ -183,6 +185,11 @@ impl FrameWriter {
 
     pub fn write_frame(&mut self, frame: &[u8]) -> Result<(), crate::Error> {
         self.stream.write_all(frame).map_err(|e| io_error("sending a request to", &self.address, e))
+    }
+
+    /// Writes a produce request without copying its batches.
+    pub fn write_produce(&mut self, frame: &ProduceFrame) -> Result<(), crate::Error> {
+        frame.write_to(&mut self.stream).map_err(|e| io_error("sending a request to", &self.address, e))
     }
 }
 

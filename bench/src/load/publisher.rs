@@ -22,13 +22,13 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, TopicName};
-use kafka_protocol::protocol::{Decodable, StrBytes};
+use bytes::Bytes;
+use kafka_protocol::messages::{ApiKey, ProduceResponse};
+use kafka_protocol::protocol::Decodable;
 
 use crate::client::cluster::ClusterView;
-use crate::client::connection::{encode_request, error_is_retriable, error_name, Connection, FrameReader, FrameWriter};
+use crate::client::connection::{error_is_retriable, error_name, Connection, FrameReader, FrameWriter};
+use crate::client::produce_frame::{ProduceFrame, TopicBatches};
 use crate::client::record_batch::BatchBuilder;
 use crate::load::payload::{self, KeyGenerator, PayloadPool};
 use crate::load::stats::{now_ns, RunStats};
@@ -80,7 +80,7 @@ struct Lane {
     version: i16,
     in_flight: Option<SyncSender<InFlight>>,
     reader: Option<JoinHandle<()>>,
-    frame: BytesMut,
+    frame: ProduceFrame,
     /// Finished batches waiting to be sent on this lane.
     ready: Vec<(SentBatch, Bytes)>,
 }
@@ -131,7 +131,7 @@ fn produce(plan: &ProducerPlan) -> Result<(), crate::Error> {
             version,
             in_flight: Some(sender),
             reader,
-            frame: BytesMut::with_capacity(workload.batch_size_bytes as usize * 2),
+            frame: ProduceFrame::default(),
             ready: Vec::new(),
         });
     }
@@ -310,26 +310,18 @@ fn send_ready(
             taken += 1;
         }
         let request_batches: Vec<(SentBatch, Bytes)> = lane.ready.drain(..taken).collect();
-        let mut topics: Vec<TopicProduceData> = Vec::new();
+        let mut topics: Vec<TopicBatches<'_>> = Vec::new();
         for (sent, batch) in &request_batches {
             let leader = &cluster.partitions[sent.partition];
-            let data = PartitionProduceData::default().with_index(leader.partition).with_records(Some(batch.clone()));
-            match topics.iter_mut().find(|t| t.name.0.as_str() == leader.topic) {
-                Some(topic) => topic.partition_data.push(data),
-                None => topics.push(
-                    TopicProduceData::default()
-                        .with_name(TopicName(StrBytes::from_string(leader.topic.clone())))
-                        .with_partition_data(vec![data]),
-                ),
+            let data = (leader.partition, batch.clone());
+            match topics.iter_mut().find(|t| t.name == leader.topic) {
+                Some(topic) => topic.partitions.push(data),
+                None => topics.push(TopicBatches { name: &leader.topic, partitions: vec![data] }),
             }
         }
-        let request = ProduceRequest::default()
-            .with_acks(workload.acks)
-            .with_timeout_ms(PRODUCE_TIMEOUT_MS)
-            .with_topic_data(topics);
         let correlation_id = lane.writer.next_correlation_id();
-        lane.frame.clear();
-        encode_request(&mut lane.frame, ApiKey::Produce, lane.version, correlation_id, &request)?;
+        lane.frame.encode(lane.version, correlation_id, workload.acks, PRODUCE_TIMEOUT_MS, &topics)?;
+        drop(topics);
         let batches: Vec<SentBatch> = request_batches.into_iter().map(|(sent, _)| sent).collect();
         let count: u64 = batches.iter().map(|b| b.intended_ns.len() as u64).sum();
         match &lane.in_flight {
@@ -339,12 +331,12 @@ fn send_ready(
                 in_flight
                     .send(InFlight { correlation_id, version: lane.version, batches })
                     .map_err(|_| "the connection's reader stopped")?;
-                lane.writer.write_frame(&lane.frame)?;
+                lane.writer.write_produce(&lane.frame)?;
                 stats.sent.fetch_add(count, Ordering::Relaxed);
             }
             _ => {
                 // acks=0: the broker never answers; "acknowledged" = written.
-                lane.writer.write_frame(&lane.frame)?;
+                lane.writer.write_produce(&lane.frame)?;
                 stats.sent.fetch_add(count, Ordering::Relaxed);
                 acknowledge(&batches, now_ns(), stats);
             }
