@@ -33,7 +33,7 @@ use crate::config::{LogConfig, TimestampType};
 use crate::error::AppendError;
 use crate::error::ReadError;
 use crate::io::{align_down, align_up, write_file_atomic, OpenMode, Storage, StorageFile};
-use crate::segment::{recycled_path, segment_file_name, Segment, SegmentMeta};
+use crate::segment::{recycled_path, segment_file_name, Segment, SegmentMeta, WriteDone};
 use crate::shard::Shard;
 
 /// File in the partition directory holding the recovery point: every
@@ -53,9 +53,20 @@ struct Piece<F: StorageFile> {
     file: Rc<F>,
     buf: F::WriteBuf,
     position: u64,
-    /// Rewrites the partial block an earlier round may still be writing:
-    /// issued only once every earlier round's writes completed.
-    ordered: bool,
+    /// Rewrites the partial block an earlier write may still be writing:
+    /// issued only once that write completed (the flag is set).
+    after: Option<WriteDone>,
+    /// Writes the segment's new zero-padded tail block: set on completion.
+    done: Option<WriteDone>,
+}
+
+/// A segment's write frontier after a round is planned (see `Segment`).
+struct IssuedUpdate {
+    segment_base: i64,
+    issued: u64,
+    tail_block: Vec<u8>,
+    tail_block_in_file: bool,
+    tail_write: Option<WriteDone>,
 }
 
 /// What [`LogInner::plan_round`] hands to [`LogInner::run_round`].
@@ -472,7 +483,7 @@ impl<S: Storage> LogInner<S> {
             sync_dir_renames: None,
             extensions: Vec::new(),
         };
-        let mut issued_updates: Vec<(i64, u64, Vec<u8>, bool)> = Vec::new();
+        let mut issued_updates: Vec<IssuedUpdate> = Vec::new();
         let leftover = {
             let mut st = self.state.borrow_mut();
             st.dirty = false;
@@ -482,7 +493,6 @@ impl<S: Storage> LogInner<S> {
             if st.poisoned.is_some() {
                 return round;
             }
-            let earlier_unapplied = st.rounds_applied < round.ticket;
             round.want_sync = st.durable_wanted > st.durable_offset;
             if round.want_sync {
                 st.last_sync_ticket = Some(round.ticket);
@@ -542,15 +552,18 @@ impl<S: Storage> LogInner<S> {
                 // The first block rewrites the kept tail block that an
                 // earlier round wrote (not one it held back).
                 let tail_in_file = !segment.tail_block.is_empty() && segment.tail_block_in_file;
+                // The write that last wrote that block, while in flight.
+                let tail_write = segment.tail_write.clone().filter(|done| tail_in_file && !done.get());
+                let mut new_tail_write = None;
                 // Fill each aligned piece from the kept tail block and the batches.
                 let mut batch_cursor = i;
                 let mut piece_start = region_start;
                 let mut new_tail = Vec::new();
                 while piece_start < padded_end {
                     // The kept tail block goes in a write of its own:
-                    // - when an earlier round is still in flight: only the
-                    //   block that round also wrote must wait for it, not
-                    //   the whole first piece;
+                    // - when the write that last wrote it is in flight:
+                    //   only that block must wait for it, not the whole
+                    //   first piece;
                     // - when the blocks after it are unwritten preallocation
                     //   inside the file size: ext4 issues an O_DIRECT write
                     //   without waiting only when its whole range is one
@@ -563,7 +576,7 @@ impl<S: Storage> LogInner<S> {
                     //   `EngineConfig::inline_write_logs_max`).
                     let splits_tail = piece_start == region_start
                         && tail_in_file
-                        && (earlier_unapplied
+                        && (tail_write.is_some()
                             || (region_start + alignment as u64 >= segment.written_extents_end
                                 && padded_end <= segment.file_size));
                     let piece_bytes = if splits_tail { alignment as u64 } else { write_bytes_max as u64 };
@@ -608,8 +621,14 @@ impl<S: Storage> LogInner<S> {
                         new_tail =
                             out[(tail_start - piece_start) as usize..(region_end - piece_start) as usize].to_vec();
                     }
-                    let ordered = rewrites_tail && earlier_unapplied;
-                    round.pieces.push(Piece { file: segment.file.clone(), buf, position: piece_start, ordered });
+                    // Waits for the one write of that block, not for every
+                    // earlier round: after a device stall, each round's
+                    // rewrite waiting for the previous round's rewrite
+                    // chained one device latency per round in flight.
+                    let after = if rewrites_tail { tail_write.clone() } else { None };
+                    let done = (piece_end == padded_end && !holds_back_tail).then(|| Rc::new(Cell::new(false)));
+                    new_tail_write.clone_from(&done);
+                    round.pieces.push(Piece { file: segment.file.clone(), buf, position: piece_start, after, done });
                     piece_start = piece_end;
                 }
                 let mut flushed_end = region_end;
@@ -627,18 +646,26 @@ impl<S: Storage> LogInner<S> {
                     round.target = st.cache[first_partial].base_offset;
                     flushed_end = aligned_end;
                 }
-                issued_updates.push((segment_base, region_end, new_tail, !holds_back_tail));
+                issued_updates.push(IssuedUpdate {
+                    segment_base,
+                    issued: region_end,
+                    tail_block: new_tail,
+                    tail_block_in_file: !holds_back_tail,
+                    tail_write: new_tail_write,
+                });
                 round.updates.push((segment_base, flushed_end));
                 if !round.sync_files.iter().any(|f| Rc::ptr_eq(f, &segment.file)) {
                     round.sync_files.push(segment.file.clone());
                 }
                 i = j;
             }
-            for (segment_base, issued, tail, tail_in_file) in issued_updates {
-                let k = st.segment_index(segment_base).expect("planned segment is live");
-                st.segments[k].issued = issued;
-                st.segments[k].tail_block = tail;
-                st.segments[k].tail_block_in_file = tail_in_file;
+            for update in issued_updates {
+                let k = st.segment_index(update.segment_base).expect("planned segment is live");
+                let segment = &mut st.segments[k];
+                segment.issued = update.issued;
+                segment.tail_block = update.tail_block;
+                segment.tail_block_in_file = update.tail_block_in_file;
+                segment.tail_write = update.tail_write;
             }
             if round.want_sync {
                 round.sync_dir_renames = (st.dir_renames > st.dir_renames_synced).then_some(st.dir_renames);
@@ -681,8 +708,8 @@ impl<S: Storage> LogInner<S> {
         let piece_count = pieces.len();
         if failure.is_none() && piece_count > 0 {
             let writes = pieces.into_iter().map(|piece| async move {
-                if piece.ordered {
-                    self.wait_for_rounds_applied(ticket).await;
+                if let Some(after) = &piece.after {
+                    self.wait_for_write(after).await;
                     if self.state.borrow().poisoned.is_some() {
                         return Ok(());
                     }
@@ -690,6 +717,10 @@ impl<S: Storage> LogInner<S> {
                 let (result, reusable) = piece.file.write_at_reusing(piece.buf, piece.position).await;
                 if let Some(buf) = reusable {
                     self.shard.recycle_write_buf(buf);
+                }
+                if let (Ok(()), Some(done)) = (&result, &piece.done) {
+                    done.set(true);
+                    self.wake_changed();
                 }
                 result
             });
@@ -776,6 +807,14 @@ impl<S: Storage> LogInner<S> {
             }
         }
         self.wake_progress();
+    }
+
+    /// Resolves once the write that set `done` completed (or the log is
+    /// poisoned: a failed write never sets it).
+    async fn wait_for_write(&self, done: &Cell<bool>) {
+        while !done.get() && self.state.borrow().poisoned.is_none() {
+            self.changed().await;
+        }
     }
 
     /// Resolves once every round planned before `ticket` has applied its
@@ -1658,6 +1697,7 @@ impl<S: Storage> Log<S> {
             segment.issued = segment.meta.size;
             segment.tail_block = tail;
             segment.tail_block_in_file = true;
+            segment.tail_write = None;
             segment.sealed = false;
             segment.finished = false;
             // The truncation freed the blocks past the size.

@@ -8,12 +8,16 @@
 //! `tail_block` and rewritten whole on the next flush. A sealed segment's
 //! file is trimmed to its logical size and its indexes are on disk.
 
+use std::cell::Cell;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use crate::batch::{self, BatchError, BatchHeader, HEADER_BYTES};
 use crate::index::{OffsetIndex, TimeIndex};
 use crate::io::{align_down, align_up, Storage, StorageFile};
+
+/// Set once a write completed: the next write of the same block waits for it.
+pub type WriteDone = Rc<Cell<bool>>;
 
 pub fn segment_file_name(base_offset: i64, extension: &str) -> String {
     format!("{base_offset:020}.{extension}")
@@ -131,6 +135,11 @@ pub struct Segment<F> {
     /// from the file, so the next write of its block rewrites it; false
     /// when a round held it back for the next one.
     pub tail_block_in_file: bool,
+    /// Set once the write that last wrote `tail_block`'s block (zero-padded)
+    /// has completed; `None` when no write of it is in flight. The next
+    /// rewrite of that block waits for this write only, not for every
+    /// earlier round.
+    pub tail_write: Option<WriteDone>,
     /// Bytes of the file reserved with fallocate so far (grows in steps).
     pub preallocated: u64,
     /// Bytes at the start of the file known to be written extents: the data
@@ -207,6 +216,7 @@ impl<F: StorageFile> Segment<F> {
             finished: false,
             tail_block: Vec::new(),
             tail_block_in_file: true,
+            tail_write: None,
             preallocated: 0,
             written_extents_end: flushed,
             file_size: flushed,

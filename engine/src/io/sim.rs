@@ -80,6 +80,17 @@ struct Disk {
     /// fdatasync of files whose path contains this waits (`hold_fsyncs`).
     fsync_hold: Option<String>,
     fsync_waiters: Vec<std::task::Waker>,
+    /// A write to a file whose path contains this, covering this position,
+    /// waits after the first `skip` such writes (`hold_writes_covering`).
+    write_hold: Option<WriteHold>,
+    write_waiters: Vec<std::task::Waker>,
+}
+
+#[derive(Debug)]
+struct WriteHold {
+    path_contains: String,
+    position: u64,
+    skip: u32,
 }
 
 impl Disk {
@@ -161,6 +172,26 @@ impl SimStorage {
             let mut disk = self.disk.borrow_mut();
             disk.fsync_hold = None;
             std::mem::take(&mut disk.fsync_waiters)
+        };
+        for waker in waiters {
+            waker.wake();
+        }
+    }
+
+    /// Makes writes to a file whose path contains `path_contains` that cover
+    /// `position` wait until [`SimStorage::release_writes`], after letting
+    /// the first `skip` of them through: one slow write among others.
+    pub fn hold_writes_covering(&self, path_contains: &str, position: u64, skip: u32) {
+        self.disk.borrow_mut().write_hold =
+            Some(WriteHold { path_contains: path_contains.to_string(), position, skip });
+    }
+
+    /// Lets held writes complete.
+    pub fn release_writes(&self) {
+        let waiters = {
+            let mut disk = self.disk.borrow_mut();
+            disk.write_hold = None;
+            std::mem::take(&mut disk.write_waiters)
         };
         for waker in waiters {
             waker.wake();
@@ -399,6 +430,26 @@ impl StorageFile for SimFile {
 
     async fn write_at(&self, buf: Vec<u8>, pos: u64) -> io::Result<()> {
         check_aligned(pos, buf.len())?;
+        let mut held = false;
+        std::future::poll_fn(|cx| {
+            let mut disk = self.disk.borrow_mut();
+            let Some(hold) = &mut disk.write_hold else {
+                return std::task::Poll::Ready(());
+            };
+            let covers = (pos..pos + buf.len() as u64).contains(&hold.position)
+                && self.path.to_string_lossy().contains(hold.path_contains.as_str());
+            if !held && covers && hold.skip > 0 {
+                hold.skip -= 1;
+                return std::task::Poll::Ready(());
+            }
+            if held || covers {
+                held = true;
+                disk.write_waiters.push(cx.waker().clone());
+                return std::task::Poll::Pending;
+            }
+            std::task::Poll::Ready(())
+        })
+        .await;
         let mut disk = self.disk.borrow_mut();
         let mut data = self.data.borrow_mut();
         if let Some(fault) = disk.take_fault(FaultOp::Write, &self.path) {
