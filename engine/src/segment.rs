@@ -135,10 +135,10 @@ pub struct Segment<F> {
     /// from the file, so the next write of its block rewrites it; false
     /// when a round held it back for the next one.
     pub tail_block_in_file: bool,
-    /// Set once the write that last wrote `tail_block`'s block (zero-padded)
-    /// has completed; `None` when no write of it is in flight. The next
-    /// rewrite of that block waits for this write only, not for every
-    /// earlier round.
+    /// The completion flag of the write that last wrote `tail_block`'s block
+    /// (zero-padded); `None` when the block came from the file or was held
+    /// back. The next rewrite of that block waits for this write only, not
+    /// for every earlier round.
     pub tail_write: Option<WriteDone>,
     /// Bytes of the file reserved with fallocate so far (grows in steps).
     pub preallocated: u64,

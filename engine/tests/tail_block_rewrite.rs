@@ -46,7 +46,7 @@ fn a_tail_block_rewrite_waits_only_for_the_write_of_that_block() {
         let end_a = a.bytes.len() as u64;
         // The next write of a's partial last block (b's round rewrites it)
         // is held: a slow device write.
-        sim.hold_writes_covering(&path.to_string_lossy(), align_down(end_a, BLOCK), 0);
+        sim.hold_writes_covering(&path.to_string_lossy(), align_down(end_a, BLOCK));
         let b = append(&log, &make_batch(2, 100, 1_000, 2_000)).await;
         for _ in 0..20 {
             yield_now().await;

@@ -81,7 +81,7 @@ struct Disk {
     fsync_hold: Option<String>,
     fsync_waiters: Vec<std::task::Waker>,
     /// A write to a file whose path contains this, covering this position,
-    /// waits after the first `skip` such writes (`hold_writes_covering`).
+    /// waits (`hold_writes_covering`).
     write_hold: Option<WriteHold>,
     write_waiters: Vec<std::task::Waker>,
 }
@@ -90,7 +90,6 @@ struct Disk {
 struct WriteHold {
     path_contains: String,
     position: u64,
-    skip: u32,
 }
 
 impl Disk {
@@ -179,11 +178,10 @@ impl SimStorage {
     }
 
     /// Makes writes to a file whose path contains `path_contains` that cover
-    /// `position` wait until [`SimStorage::release_writes`], after letting
-    /// the first `skip` of them through: one slow write among others.
-    pub fn hold_writes_covering(&self, path_contains: &str, position: u64, skip: u32) {
-        self.disk.borrow_mut().write_hold =
-            Some(WriteHold { path_contains: path_contains.to_string(), position, skip });
+    /// `position` wait until [`SimStorage::release_writes`]: one slow write
+    /// among others that complete.
+    pub fn hold_writes_covering(&self, path_contains: &str, position: u64) {
+        self.disk.borrow_mut().write_hold = Some(WriteHold { path_contains: path_contains.to_string(), position });
     }
 
     /// Lets held writes complete.
@@ -430,20 +428,13 @@ impl StorageFile for SimFile {
 
     async fn write_at(&self, buf: Vec<u8>, pos: u64) -> io::Result<()> {
         check_aligned(pos, buf.len())?;
-        let mut held = false;
         std::future::poll_fn(|cx| {
             let mut disk = self.disk.borrow_mut();
-            let Some(hold) = &mut disk.write_hold else {
-                return std::task::Poll::Ready(());
-            };
-            let covers = (pos..pos + buf.len() as u64).contains(&hold.position)
-                && self.path.to_string_lossy().contains(hold.path_contains.as_str());
-            if !held && covers && hold.skip > 0 {
-                hold.skip -= 1;
-                return std::task::Poll::Ready(());
-            }
-            if held || covers {
-                held = true;
+            let held = disk.write_hold.as_ref().is_some_and(|hold| {
+                (pos..pos + buf.len() as u64).contains(&hold.position)
+                    && self.path.to_string_lossy().contains(hold.path_contains.as_str())
+            });
+            if held {
                 disk.write_waiters.push(cx.waker().clone());
                 return std::task::Poll::Pending;
             }
