@@ -79,11 +79,12 @@ struct Disk {
     syncs: u64,
     /// fdatasync of files whose path contains this waits (`hold_fsyncs`).
     fsync_hold: Option<String>,
-    fsync_waiters: Vec<std::task::Waker>,
     /// A write to a file whose path contains this, covering this position,
     /// waits (`hold_writes_covering`).
     write_hold: Option<WriteHold>,
-    write_waiters: Vec<std::task::Waker>,
+    /// Operations waiting on either hold; each checks its hold again when
+    /// woken, so a release wakes them all.
+    held_waiters: Vec<std::task::Waker>,
 }
 
 #[derive(Debug)]
@@ -167,14 +168,7 @@ impl SimStorage {
 
     /// Lets held fdatasyncs complete.
     pub fn release_fsyncs(&self) {
-        let waiters = {
-            let mut disk = self.disk.borrow_mut();
-            disk.fsync_hold = None;
-            std::mem::take(&mut disk.fsync_waiters)
-        };
-        for waker in waiters {
-            waker.wake();
-        }
+        self.release(|disk| disk.fsync_hold = None);
     }
 
     /// Makes writes to a file whose path contains `path_contains` that cover
@@ -186,10 +180,15 @@ impl SimStorage {
 
     /// Lets held writes complete.
     pub fn release_writes(&self) {
+        self.release(|disk| disk.write_hold = None);
+    }
+
+    /// Lifts a hold and wakes the held operations.
+    fn release(&self, lift: impl FnOnce(&mut Disk)) {
         let waiters = {
             let mut disk = self.disk.borrow_mut();
-            disk.write_hold = None;
-            std::mem::take(&mut disk.write_waiters)
+            lift(&mut disk);
+            std::mem::take(&mut disk.held_waiters)
         };
         for waker in waiters {
             waker.wake();
@@ -435,7 +434,7 @@ impl StorageFile for SimFile {
                     && self.path.to_string_lossy().contains(hold.path_contains.as_str())
             });
             if held {
-                disk.write_waiters.push(cx.waker().clone());
+                disk.held_waiters.push(cx.waker().clone());
                 return std::task::Poll::Pending;
             }
             std::task::Poll::Ready(())
@@ -487,7 +486,7 @@ impl StorageFile for SimFile {
             let mut disk = self.disk.borrow_mut();
             match &disk.fsync_hold {
                 Some(held) if self.path.to_string_lossy().contains(held.as_str()) => {
-                    disk.fsync_waiters.push(cx.waker().clone());
+                    disk.held_waiters.push(cx.waker().clone());
                     std::task::Poll::Pending
                 }
                 _ => std::task::Poll::Ready(()),
