@@ -554,7 +554,8 @@ impl<S: Storage> LogInner<S> {
                 let tail_in_file = !segment.tail_block.is_empty() && segment.tail_block_in_file;
                 // The write that last wrote that block, while in flight.
                 let tail_write = segment.tail_write.clone().filter(|done| tail_in_file && !done.get());
-                let mut new_tail_write = None;
+                // Set by the write of the new zero-padded last block.
+                let new_tail_write = (!holds_back_tail).then(|| Rc::new(Cell::new(false)));
                 // Fill each aligned piece from the kept tail block and the batches.
                 let mut batch_cursor = i;
                 let mut piece_start = region_start;
@@ -626,8 +627,7 @@ impl<S: Storage> LogInner<S> {
                     // rewrite waiting for the previous round's rewrite
                     // chained one device latency per round in flight.
                     let after = if rewrites_tail { tail_write.clone() } else { None };
-                    let done = (piece_end == padded_end && !holds_back_tail).then(|| Rc::new(Cell::new(false)));
-                    new_tail_write.clone_from(&done);
+                    let done = if piece_end == padded_end { new_tail_write.clone() } else { None };
                     round.pieces.push(Piece { file: segment.file.clone(), buf, position: piece_start, after, done });
                     piece_start = piece_end;
                 }
