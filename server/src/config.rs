@@ -18,8 +18,9 @@ pub enum Profile {
     /// Executors spin 200 µs before parking (no wake-up delay for the next
     /// request) and flush at once (no linger): lowest latency, a busier CPU.
     Latency,
-    /// Executors park at once, and the write path lingers 2 ms and writes
-    /// up to 4 MiB at a time: fewer, larger O_DIRECT writes and fdatasyncs.
+    /// Executors park at once, the write path lingers 2 ms and writes up to
+    /// 4 MiB at a time (fewer, larger O_DIRECT writes and fdatasyncs), and
+    /// the heap may use transparent huge pages.
     Throughput,
 }
 
@@ -28,12 +29,14 @@ impl Profile {
         match self {
             Profile::Latency => {
                 config.spin_before_park_us = 200;
+                config.transparent_hugepages = false;
                 config.flush_linger_us = 0;
                 config.flush_bytes = 256 << 10;
                 config.write_bytes_max = 1 << 20;
             }
             Profile::Throughput => {
                 config.spin_before_park_us = 0;
+                config.transparent_hugepages = true;
                 config.flush_linger_us = 2_000;
                 config.flush_bytes = 4 << 20;
                 config.write_bytes_max = 4 << 20;
@@ -85,6 +88,13 @@ pub struct ServerConfig {
     pub write_bytes_max: usize,
     /// Executors poll this long before parking their thread; 0 parks at once.
     pub spin_before_park_us: u64,
+    /// Let the broker's heap use transparent huge pages. Off by default: the
+    /// first touch of each fresh 2 MiB page zeroes it inside a request
+    /// (0.5-4 ms on a VM whose host backs the page then), which put the
+    /// end-to-end p99 at 10,000 msgs/s at 5-6 ms instead of 1.5 ms. On,
+    /// fewer TLB misses gave about 7 % more produce throughput at
+    /// saturation. Applies to this process only (`PR_SET_THP_DISABLE`).
+    pub transparent_hugepages: bool,
     /// Run the host checks (memlock, io_uring, O_DIRECT, ...) before starting.
     pub startup_checks: bool,
     /// Partitions of `__consumer_offsets` (fixed when the topic is first created).
@@ -137,6 +147,7 @@ impl Default for ServerConfig {
             flush_bytes: engine.flush_bytes,
             write_bytes_max: engine.write_bytes_max,
             spin_before_park_us: 0,
+            transparent_hugepages: false,
             startup_checks: true,
             offsets_topic_num_partitions: 8,
             offsets_retention_minutes: 7 * 24 * 60,
@@ -223,6 +234,12 @@ pub struct ServeArgs {
     /// Executors poll this long before parking, in microseconds [default: 0]
     #[arg(long, value_name = "US")]
     pub spin_before_park_us: Option<u64>,
+    /// Let the heap use transparent huge pages: about 7 % more throughput
+    /// at saturation, but each fresh 2 MiB page is zeroed inside a request
+    /// (a 5-6 ms instead of 1.5 ms p99 at a moderate rate): true|false
+    /// [default: false; the throughput profile sets true]
+    #[arg(long, value_name = "BOOL")]
+    pub transparent_hugepages: Option<bool>,
     /// Partitions of the __consumer_offsets topic when it is created [default: 8]
     #[arg(long, value_name = "N")]
     pub offsets_topic_num_partitions: Option<i32>,
@@ -267,7 +284,7 @@ impl ServerConfig {
         }
         take!(data_dir, listen, cores, node_id, auto_create_topics, num_partitions, socket_request_max_bytes);
         take!(log_retention_ms, log_retention_bytes, log_segment_bytes, message_max_bytes, log_segment_recycling);
-        take!(log_segment_recycling_bytes);
+        take!(log_segment_recycling_bytes, transparent_hugepages);
         take!(log_retention_check_interval_ms, flush_linger_us, cache_bytes_max, spin_before_park_us, startup_checks);
         take!(offsets_topic_num_partitions, offsets_retention_minutes, group_min_session_timeout_ms);
         take!(group_max_session_timeout_ms, group_initial_rebalance_delay_ms, offsets_retention_check_interval_ms);
@@ -417,6 +434,14 @@ mod tests {
             ServerConfig::load(&ServeArgs { profile: Some(Profile::Throughput), ..ServeArgs::default() }).unwrap();
         assert_eq!(config.flush_linger_us, 2_000);
         assert_eq!(config.write_bytes_max, 4 << 20);
+        assert!(config.transparent_hugepages);
+        assert!(!ServerConfig::load(&ServeArgs::default()).unwrap().transparent_hugepages);
+        let throughput_without_thp = ServeArgs {
+            profile: Some(Profile::Throughput),
+            transparent_hugepages: Some(false),
+            ..ServeArgs::default()
+        };
+        assert!(!ServerConfig::load(&throughput_without_thp).unwrap().transparent_hugepages);
         let latency = ServeArgs { profile: Some(Profile::Latency), flush_linger_us: Some(7), ..ServeArgs::default() };
         let config = ServerConfig::load(&latency).unwrap();
         assert_eq!(config.spin_before_park_us, 200);
