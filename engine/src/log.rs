@@ -441,6 +441,12 @@ impl<S: Storage> LogInner<S> {
         self.wake_all();
     }
 
+    /// Whether a caller waits for an fdatasync this log has not run yet.
+    pub(crate) fn wants_sync(&self) -> bool {
+        let st = self.state.borrow();
+        st.durable_wanted > st.durable_offset
+    }
+
     /// Whether another round of this log may start now: when none is in
     /// flight, or (up to `ROUNDS_IN_FLIGHT_MAX`) when at least a whole
     /// `write_bytes_max` piece waits. Under a light load the next round

@@ -6,8 +6,9 @@
 //! dies on that executor. [`Engine::shutdown`] closes every open log.
 //!
 //! The flusher waits for a log to become dirty, lingers up to
-//! `flush_linger_us` unless `flush_bytes` are already staged, and then
-//! starts a flush round on every dirty log at once, each as a task of its
+//! `flush_linger_us` when a caller waits for durability (unless
+//! `flush_bytes` are already staged), and then starts a flush round on
+//! every dirty log at once, each as a task of its
 //! own; appends that arrive during a round are written by the next one,
 //! which may start while the previous one's writes are still in flight (at
 //! most `log::ROUNDS_IN_FLIGHT_MAX` per log), so the disk stays busy, a busy
@@ -323,9 +324,16 @@ impl<S: Storage> Shard<S> {
                 return;
             }
             let linger = self.config.flush_linger_us;
-            if linger > 0 && self.staged_bytes.get() < self.config.flush_bytes {
+            if linger > 0 && self.staged_bytes.get() < self.config.flush_bytes && self.dirty_log_wants_sync() {
                 // Lingers for more appends, but no longer than until
                 // `flush_bytes` are staged (`note_appended` wakes it then).
+                // Only for a caller waiting for durability: the linger
+                // gathers requests into one fdatasync. Appends that wait
+                // only for their write go out at once; those arriving
+                // while it is in flight go together in the next round
+                // (without the linger, written appends at a fixed rate had
+                // a lower p50 and p99, and the broker's acks=1 throughput
+                // was higher in four pairs of four).
                 let mut timer = std::pin::pin!(glommio::timer::sleep(Duration::from_micros(linger)));
                 std::future::poll_fn(|cx| {
                     if self.staged_bytes.get() >= self.config.flush_bytes || self.stopping.get() {
@@ -373,6 +381,11 @@ impl<S: Storage> Shard<S> {
                 .detach();
             }
         }
+    }
+
+    /// Whether a dirty log has a caller waiting for an fdatasync.
+    fn dirty_log_wants_sync(&self) -> bool {
+        self.dirty.borrow().iter().any(|log| log.wants_sync())
     }
 
     /// Moves `log` back to the dirty queue if it was parked at its limit of

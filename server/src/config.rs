@@ -80,7 +80,8 @@ pub struct ServerConfig {
     pub message_max_bytes: usize,
     /// How often each shard enforces retention.
     pub log_retention_check_interval_ms: u64,
-    /// Engine write path: linger before a flush.
+    /// Engine write path: linger before a flush that a caller waits to be
+    /// durable (acks=all); acks=0 and acks=1 appends are written at once.
     pub flush_linger_us: u64,
     /// Staged bytes that start a flush without lingering.
     pub flush_bytes: usize,
@@ -215,7 +216,8 @@ pub struct ServeArgs {
     /// How often retention runs, in ms [default: 300000]
     #[arg(long, value_name = "MS")]
     pub log_retention_check_interval_ms: Option<u64>,
-    /// Flush linger of the write path in microseconds [default: 100]
+    /// Flush linger in microseconds, for appends waiting for durability
+    /// (acks=all); acks=0/1 appends are written at once [default: 100]
     #[arg(long, value_name = "US")]
     pub flush_linger_us: Option<u64>,
     /// Tail cache per shard in bytes [default: 268435456]
