@@ -115,10 +115,10 @@ impl Default for LogConfig {
 /// Per-shard settings of the write path and the tail cache.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EngineConfig {
-    /// How long the flusher waits for more appends before writing when a
-    /// caller waits for durability (so one fdatasync covers more
-    /// requests), unless `flush_bytes` are already staged. Appends that
-    /// wait only for their write are written at once.
+    /// How long the flusher waits for more appends before writing while a
+    /// caller on the shard waits for durability (so one fdatasync covers
+    /// more requests), unless `flush_bytes` are already staged. When only
+    /// appends that wait for their write are dirty, it writes at once.
     pub flush_linger_us: u64,
     /// Staged bytes on the shard that start a flush at once.
     pub flush_bytes: usize,

@@ -327,10 +327,10 @@ impl<S: Storage> Shard<S> {
             if linger > 0 && self.staged_bytes.get() < self.config.flush_bytes && self.dirty_log_wants_sync() {
                 // Lingers for more appends, but no longer than until
                 // `flush_bytes` are staged (`note_appended` wakes it then).
-                // Only for a caller waiting for durability: the linger
-                // gathers requests into one fdatasync. Appends that wait
-                // only for their write go out at once; those arriving
-                // while it is in flight go together in the next round
+                // Only while a caller waits for durability: the linger
+                // gathers requests into one fdatasync. When the dirty logs'
+                // appends wait only for their writes, the rounds start at
+                // once; appends arriving meanwhile go in the next round
                 // (without the linger, written appends at a fixed rate had
                 // a lower p50 and p99, and the broker's acks=1 throughput
                 // was higher in four pairs of four).
