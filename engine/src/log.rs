@@ -473,8 +473,9 @@ impl<S: Storage> LogInner<S> {
     /// disjoint blocks: a round with more of its segment staged behind it
     /// leaves its partial last block to the next round. Only a round with
     /// nothing behind it writes that block zero-padded; a later round that
-    /// rewrites it issues that one-block piece after every earlier round's
-    /// writes completed, so an older version of the block never lands last.
+    /// rewrites it issues that one-block piece only once the write that
+    /// last wrote the block completed (`Segment::tail_write`), so an older
+    /// version of the block never lands last.
     /// Rounds apply their results in plan order.
     pub(crate) fn plan_round(self: &Rc<Self>) -> FlushRound<S::File> {
         let write_bytes_max = self.shard.config.write_bytes_max.max(4096);
