@@ -252,6 +252,11 @@ impl<S: Storage> LogState<S> {
         Ok(())
     }
 
+    /// Whether a caller waits for an fdatasync this log has not run yet.
+    fn wants_sync(&self) -> bool {
+        self.durable_wanted > self.durable_offset
+    }
+
     fn active(&self) -> &Segment<S::File> {
         self.segments.back().expect("a log always has an active segment")
     }
@@ -443,8 +448,7 @@ impl<S: Storage> LogInner<S> {
 
     /// Whether a caller waits for an fdatasync this log has not run yet.
     pub(crate) fn wants_sync(&self) -> bool {
-        let st = self.state.borrow();
-        st.durable_wanted > st.durable_offset
+        self.state.borrow().wants_sync()
     }
 
     /// Whether another round of this log may start now: when none is in
@@ -500,7 +504,7 @@ impl<S: Storage> LogInner<S> {
             if st.poisoned.is_some() {
                 return round;
             }
-            round.want_sync = st.durable_wanted > st.durable_offset;
+            round.want_sync = st.wants_sync();
             if round.want_sync {
                 st.last_sync_ticket = Some(round.ticket);
             }
