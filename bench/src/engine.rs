@@ -43,6 +43,7 @@ use pinion_engine::runtime::{reactor_turn, run_executor};
 use pinion_engine::{Chunk, Durability, Engine, EngineConfig, EngineStats, Log, LogConfig, SystemClock};
 use serde::Serialize;
 
+use crate::backlog::{self, AppendTimes, BacklogSummary, BACKLOG_LATENCY_US};
 use crate::latency::{self, LatencySummary, MaxTimeline};
 use crate::machine::{CpuTime, CpuUse, DeviceIo, MachineFacts, SchedStat, SystemCpu};
 use crate::producer::{build_batches, BatchSpec, Compression, Payload, ProducerBatch};
@@ -174,8 +175,8 @@ pub struct EngineArgs {
     #[arg(long)]
     pub keep: bool,
     /// Write every measured append's send and acknowledgement times (µs
-    /// from the start of the measured phase) to this CSV file, to see
-    /// which appends made the tail.
+    /// from the start of the measured phase) and stored bytes to this CSV
+    /// file, to see which appends made the tail.
     #[arg(long)]
     pub latency_log: Option<PathBuf>,
     /// Override EngineConfig::flush_linger_us.
@@ -199,6 +200,12 @@ pub struct EngineArgs {
     /// Override EngineConfig::recycle_bytes_max.
     #[arg(long, value_name = "BYTES")]
     pub recycle_bytes_max: Option<u64>,
+    /// Let the bench's memory use transparent huge pages, as `pinion serve
+    /// --transparent-hugepages true` does. Off by default, as the broker
+    /// runs: with them on, the heap now and then zeroes (or waits for the
+    /// kernel to compact memory for) a 2 MiB page inside an append.
+    #[arg(long, value_name = "BOOL", default_value_t = false, action = clap::ArgAction::Set)]
+    pub transparent_hugepages: bool,
 }
 
 impl EngineArgs {
@@ -346,6 +353,9 @@ pub struct WriteResult {
     pub bytes_per_sec_timeline: Vec<f64>,
     /// Largest acknowledgement latency (us) of each 0.5 s interval: where the stalls were.
     pub latency_max_us_timeline: Vec<u64>,
+    /// Fixed-rate runs: the runs of appends acknowledged later than
+    /// `backlog::BACKLOG_LATENCY_US`, each split into its stall and its drain.
+    pub backlogs: Option<BacklogSummary>,
     /// With `--stall-probe`: how late the executor ran a ready timer task.
     pub stall_probe: Option<StallProbeResult>,
     /// CPU use of the shard's thread, in cores (1.0 = the core is never idle).
@@ -398,6 +408,12 @@ struct ShardOutcome {
 
 pub fn run(args: EngineArgs) -> Result<(), crate::Error> {
     args.check()?;
+    // Before the executor and the batches allocate: covers every mapping made after it.
+    if let Err(e) = pinion_engine::runtime::set_transparent_hugepages(args.transparent_hugepages) {
+        eprintln!(
+            "pinion-bench: cannot set transparent huge pages (PR_SET_THP_DISABLE): {e}; the host's setting applies"
+        );
+    }
     std::fs::create_dir_all(&args.dir)?;
     let data_dir = args.dir.join(format!("pinion-bench-{}", std::process::id()));
     let machine = MachineFacts::collect(&args.dir);
@@ -580,16 +596,17 @@ fn spawn_stall_probe(measure_from: Instant, stop: Rc<Cell<bool>>) -> glommio::ta
 /// from `measure_from`, whose `CLOCK_MONOTONIC` time (what `Instant`
 /// reads) heads the file, to line the appends up with a trace
 /// (`perf record -k mono`).
-fn write_latency_log(path: &Path, appends: &[(u64, u64)], measure_from: Instant) -> std::io::Result<()> {
+fn write_latency_log(path: &Path, appends: &[AppendTimes], measure_from: Instant) -> std::io::Result<()> {
     use std::fmt::Write as _;
     let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: clock_gettime writes a timespec into `now`.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
     let start_ns =
         (now.tv_sec as u128 * 1_000_000_000 + now.tv_nsec as u128).saturating_sub(measure_from.elapsed().as_nanos());
-    let mut csv = format!("# measured phase started at CLOCK_MONOTONIC {start_ns} ns\nsent_us,acknowledged_us\n");
-    for (sent, acknowledged) in appends {
-        let _ = writeln!(csv, "{sent},{acknowledged}");
+    let mut csv =
+        format!("# measured phase started at CLOCK_MONOTONIC {start_ns} ns\nsent_us,acknowledged_us,stored_bytes\n");
+    for a in appends {
+        let _ = writeln!(csv, "{},{},{}", a.sent_us, a.acknowledged_us, a.bytes);
     }
     std::fs::write(path, csv)
 }
@@ -610,9 +627,10 @@ struct WriteTally {
     timeline: RefCell<Timeline>,
     /// Largest acknowledgement latency (us) completed in each 0.5 s interval.
     latency_max_timeline: RefCell<MaxTimeline>,
-    /// (sent, acknowledged) of each measured append, µs from the start of
-    /// the measured phase (`--latency-log`).
-    latency_log: Option<RefCell<Vec<(u64, u64)>>>,
+    /// Each measured append's times, µs from the start of the measured
+    /// phase: kept in fixed-rate runs (for the backlog episodes) and for
+    /// `--latency-log`.
+    append_times: Option<RefCell<Vec<AppendTimes>>>,
     failure: RefCell<Option<String>>,
 }
 
@@ -627,9 +645,13 @@ impl WriteTally {
         }
         let now = Instant::now();
         self.latency_max_timeline.borrow_mut().note(now, now.saturating_duration_since(sent));
-        if let Some(log) = &self.latency_log {
+        if let Some(times) = &self.append_times {
             let since = |at: Instant| at.saturating_duration_since(measure_from).as_micros() as u64;
-            log.borrow_mut().push((since(sent), since(now)));
+            times.borrow_mut().push(AppendTimes {
+                sent_us: since(sent),
+                acknowledged_us: since(now),
+                bytes: batch_bytes as u64,
+            });
         }
         self.appends.set(self.appends.get() + 1);
         self.messages.set(self.messages.get() + u64::from(batch_records));
@@ -664,7 +686,7 @@ async fn write_phase(
         last_done: Cell::new(None),
         timeline: RefCell::new(Timeline::new(measure_from, TIMELINE_SLOT)),
         latency_max_timeline: RefCell::new(MaxTimeline::new(measure_from, TIMELINE_SLOT)),
-        latency_log: args.latency_log.as_ref().map(|_| RefCell::new(Vec::new())),
+        append_times: (args.rate.is_some() || args.latency_log.is_some()).then(|| RefCell::new(Vec::new())),
         failure: RefCell::new(None),
     });
     let cache_budget = engine.config().cache_bytes_max;
@@ -792,9 +814,13 @@ async fn write_phase(
     if let Some(failure) = tally.failure.borrow().clone() {
         return Err(failure.into());
     }
-    if let (Some(path), Some(log)) = (&args.latency_log, &tally.latency_log) {
-        write_latency_log(path, &log.borrow(), measure_from)?;
+    if let (Some(path), Some(times)) = (&args.latency_log, &tally.append_times) {
+        write_latency_log(path, &times.borrow(), measure_from)?;
     }
+    let backlogs = match (&tally.append_times, args.rate) {
+        (Some(times), Some(_)) => Some(backlog::summarize(&times.borrow(), BACKLOG_LATENCY_US)),
+        _ => None,
+    };
     let ended = tally.last_done.get().unwrap_or_else(Instant::now).max(measure_from + Duration::from_micros(1));
     let wall = ended.saturating_duration_since(measure_from);
     let seconds = wall.as_secs_f64();
@@ -824,6 +850,7 @@ async fn write_phase(
         durable_latency_us,
         bytes_per_sec_timeline: tally.timeline.borrow().bytes_per_sec(),
         latency_max_us_timeline: tally.latency_max_timeline.borrow().maxima_us(),
+        backlogs,
         stall_probe,
         shard_cpu: CpuUse::of(cpu, wall),
         process_cpu,

@@ -19,6 +19,17 @@ pub struct MachineFacts {
     /// Load average (1, 5, 15 minutes) when the run started: other work on
     /// the machine competes with the shard for its two cores.
     pub load_average: [f64; 3],
+    /// Whether the kernel may back this process's memory with transparent
+    /// huge pages (`THP_enabled` in /proc/self/status; `pinion-bench engine
+    /// --transparent-hugepages`). Absent where the kernel does not say, and
+    /// in files written before it was recorded.
+    #[serde(default)]
+    pub process_thp_enabled: Option<bool>,
+}
+
+fn process_thp_enabled() -> Option<bool> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status.lines().find_map(|line| line.strip_prefix("THP_enabled:")).map(|v| v.trim() == "1")
 }
 
 fn uname_release() -> String {
@@ -101,6 +112,7 @@ impl MachineFacts {
             filesystem: filesystem_of(data_dir),
             date: rfc3339(now.as_secs()),
             load_average: load_average(),
+            process_thp_enabled: process_thp_enabled(),
         }
     }
 }

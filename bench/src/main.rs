@@ -23,6 +23,7 @@ use clap::{Parser, Subcommand};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod backlog;
 mod chart;
 mod client;
 mod compare;

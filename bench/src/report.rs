@@ -141,6 +141,21 @@ pub fn summary(report: &Report) -> String {
         if let Some(l) = &w.durable_latency_us {
             let _ = writeln!(out, "  to durable:      {l}");
         }
+        if let Some(b) = &w.backlogs {
+            let _ = writeln!(
+                out,
+                "  backlogs over {} ms: {} episodes, {} appends ({:.2}%), stalled {:.1} ms and draining {:.1} ms in all",
+                b.threshold_us as f64 / 1e3,
+                b.episodes,
+                b.appends,
+                b.appends_fraction * 100.0,
+                b.stall_us_total as f64 / 1e3,
+                b.drain_us_total as f64 / 1e3
+            );
+            for episode in &b.worst {
+                let _ = writeln!(out, "    {episode}");
+            }
+        }
         let _ = writeln!(
             out,
             "  shard cpu {:.2} user + {:.2} sys cores; process {:.2} + {:.2}; {} write rounds ({:.0} B, {:.0} us each, writing {:.0}% of the time), {} fsyncs; device wrote {:.3} B per stored B",

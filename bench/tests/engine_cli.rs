@@ -52,6 +52,13 @@ fn engine_subcommand_writes_a_json_report_with_positive_figures() {
     }
     assert!(report.pointer("/machine/kernel").and_then(|v| v.as_str()).is_some_and(|k| !k.is_empty()));
     assert_eq!(report.pointer("/config/args/message_bytes").and_then(|v| v.as_u64()), Some(100));
+    // As the broker runs by default: no transparent huge pages for the heap.
+    assert_eq!(report.pointer("/machine/process_thp_enabled").and_then(|v| v.as_bool()), Some(false));
+    // A fixed-rate run splits its late appends into backlog episodes.
+    assert_eq!(report.pointer("/write/backlogs/threshold_us").and_then(|v| v.as_u64()), Some(2000));
+    let in_episodes = report.pointer("/write/backlogs/appends").and_then(|v| v.as_u64());
+    let appends = report.pointer("/write/appends").and_then(|v| v.as_u64());
+    assert!(in_episodes.zip(appends).is_some_and(|(late, all)| late <= all), "{in_episodes:?} of {appends:?}");
     // The data directory is cleaned up after the run.
     let left: Vec<_> = std::fs::read_dir(dir.path().join("data")).unwrap().collect();
     assert!(left.is_empty(), "the run must remove what it wrote, found {left:?}");

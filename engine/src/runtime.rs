@@ -158,9 +158,44 @@ where
     Err(StartError::Executor(last_error))
 }
 
+/// Lets this process's memory use transparent huge pages or not
+/// (`PR_SET_THP_DISABLE`, which covers every mapping, present and future).
+/// The heap (mimalloc) asks for huge pages when the host allows them on
+/// request (`madvise`), so the host's setting alone does not keep them
+/// away. Off, a shard never zeroes a fresh 2 MiB page (nor waits for the
+/// kernel to compact memory for one) in the middle of a request: the
+/// broker's default (`ServerConfig::transparent_hugepages`) and the engine
+/// bench's.
+pub fn set_transparent_hugepages(enabled: bool) -> std::io::Result<()> {
+    let disable = libc::c_ulong::from(!enabled);
+    // SAFETY: PR_SET_THP_DISABLE reads its integer argument only.
+    let rc = unsafe {
+        libc::prctl(libc::PR_SET_THP_DISABLE, disable, 0 as libc::c_ulong, 0 as libc::c_ulong, 0 as libc::c_ulong)
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The `THP_enabled` line of /proc/self/status: whether the kernel may
+    /// back this process's memory with transparent huge pages.
+    fn thp_enabled() -> Option<String> {
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        status.lines().find_map(|line| line.strip_prefix("THP_enabled:")).map(|v| v.trim().to_string())
+    }
+
+    #[test]
+    fn transparent_hugepages_turn_off_and_on_for_the_process() {
+        set_transparent_hugepages(false).expect("prctl PR_SET_THP_DISABLE");
+        assert_eq!(thp_enabled().as_deref(), Some("0"));
+        set_transparent_hugepages(true).expect("prctl PR_SET_THP_DISABLE");
+        assert_eq!(thp_enabled().as_deref(), Some("1"));
+    }
 
     #[test]
     fn too_low_memlock_is_one_line_with_the_remedy() {

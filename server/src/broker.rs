@@ -70,23 +70,6 @@ fn run_startup_checks(config: &ServerConfig, shards: usize) -> Result<(), String
     }
 }
 
-/// Lets this process's memory use transparent huge pages or not
-/// (`PR_SET_THP_DISABLE`, which covers every mapping, present and future;
-/// see `ServerConfig::transparent_hugepages`). The heap (mimalloc) asks for
-/// huge pages when the host allows them on request (`madvise`), so the
-/// host's setting alone does not keep them away.
-pub fn set_transparent_hugepages(enabled: bool) -> std::io::Result<()> {
-    let disable = libc::c_ulong::from(!enabled);
-    // SAFETY: PR_SET_THP_DISABLE reads its integer argument only.
-    let rc = unsafe {
-        libc::prctl(libc::PR_SET_THP_DISABLE, disable, 0 as libc::c_ulong, 0 as libc::c_ulong, 0 as libc::c_ulong)
-    };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
-}
-
 /// Runs the broker until `stop` is set. Returns a one-line reason on failure.
 pub fn run(mut config: ServerConfig, stop: Arc<AtomicBool>) -> Result<(), String> {
     let shards = config.shard_count();
@@ -98,7 +81,7 @@ pub fn run(mut config: ServerConfig, stop: Arc<AtomicBool>) -> Result<(), String
         run_startup_checks(&config, shards)?;
     }
     check_memlock(shards).map_err(|e| e.to_string())?;
-    if let Err(e) = set_transparent_hugepages(config.transparent_hugepages) {
+    if let Err(e) = pinion_engine::runtime::set_transparent_hugepages(config.transparent_hugepages) {
         tracing::warn!(error = %e, "cannot set transparent huge pages for the broker (PR_SET_THP_DISABLE); the host's setting applies");
     }
     let cluster_id = cluster_id(&config)?;
@@ -298,24 +281,4 @@ pub async fn gather_metrics(ctx: &Rc<ShardContext>) -> String {
         }
     }
     text
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The `THP_enabled` line of /proc/self/status: whether the kernel may
-    /// back this process's memory with transparent huge pages.
-    fn thp_enabled() -> Option<String> {
-        let status = std::fs::read_to_string("/proc/self/status").ok()?;
-        status.lines().find_map(|line| line.strip_prefix("THP_enabled:")).map(|v| v.trim().to_string())
-    }
-
-    #[test]
-    fn transparent_hugepages_turn_off_and_on_for_the_process() {
-        set_transparent_hugepages(false).expect("prctl PR_SET_THP_DISABLE");
-        assert_eq!(thp_enabled().as_deref(), Some("0"));
-        set_transparent_hugepages(true).expect("prctl PR_SET_THP_DISABLE");
-        assert_eq!(thp_enabled().as_deref(), Some("1"));
-    }
 }

@@ -102,6 +102,7 @@ pub fn run_result(
             filesystem: "ext4".into(),
             date: "2026-11-21T23:00:00Z".into(),
             load_average: [0.5, 0.25, 0.1],
+            process_thp_enabled: None,
         },
         measured_secs: 10.0,
         warmup_secs: 2.0,
