@@ -165,7 +165,9 @@ where
 /// away. Off, a shard never zeroes a fresh 2 MiB page (nor waits for the
 /// kernel to compact memory for one) in the middle of a request: the
 /// broker's default (`ServerConfig::transparent_hugepages`) and the engine
-/// bench's.
+/// bench's. The cost: glommio's O_DIRECT buffers come from the same heap,
+/// so they are small pages too, and reads from disk are slower
+/// (docs/TUNING.md).
 pub fn set_transparent_hugepages(enabled: bool) -> std::io::Result<()> {
     let disable = libc::c_ulong::from(!enabled);
     // SAFETY: PR_SET_THP_DISABLE reads its integer argument only.
