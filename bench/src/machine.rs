@@ -27,11 +27,6 @@ pub struct MachineFacts {
     pub process_thp_enabled: Option<bool>,
 }
 
-fn process_thp_enabled() -> Option<bool> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    status.lines().find_map(|line| line.strip_prefix("THP_enabled:")).map(|v| v.trim() == "1")
-}
-
 fn uname_release() -> String {
     // SAFETY: utsname is plain data; uname fills it and we read it only on success.
     let mut uts: libc::utsname = unsafe { std::mem::zeroed() };
@@ -112,7 +107,7 @@ impl MachineFacts {
             filesystem: filesystem_of(data_dir),
             date: rfc3339(now.as_secs()),
             load_average: load_average(),
-            process_thp_enabled: process_thp_enabled(),
+            process_thp_enabled: pinion_engine::runtime::transparent_hugepages_enabled(),
         }
     }
 }

@@ -180,23 +180,24 @@ pub fn set_transparent_hugepages(enabled: bool) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Whether the kernel may back this process's memory with transparent huge
+/// pages: the `THP_enabled` line of /proc/self/status (what
+/// `set_transparent_hugepages` sets). `None` where the kernel does not say.
+pub fn transparent_hugepages_enabled() -> Option<bool> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status.lines().find_map(|line| line.strip_prefix("THP_enabled:")).map(|v| v.trim() == "1")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// The `THP_enabled` line of /proc/self/status: whether the kernel may
-    /// back this process's memory with transparent huge pages.
-    fn thp_enabled() -> Option<String> {
-        let status = std::fs::read_to_string("/proc/self/status").ok()?;
-        status.lines().find_map(|line| line.strip_prefix("THP_enabled:")).map(|v| v.trim().to_string())
-    }
-
     #[test]
     fn transparent_hugepages_turn_off_and_on_for_the_process() {
         set_transparent_hugepages(false).expect("prctl PR_SET_THP_DISABLE");
-        assert_eq!(thp_enabled().as_deref(), Some("0"));
+        assert_eq!(transparent_hugepages_enabled(), Some(false));
         set_transparent_hugepages(true).expect("prctl PR_SET_THP_DISABLE");
-        assert_eq!(thp_enabled().as_deref(), Some("1"));
+        assert_eq!(transparent_hugepages_enabled(), Some(true));
     }
 
     #[test]
