@@ -37,6 +37,7 @@ use bytes::BytesMut;
 use glommio::sync::Semaphore;
 use glommio::Placement;
 use hdrhistogram::Histogram;
+use pinion_engine::huge_pages;
 use pinion_engine::io::dma::DmaStorage;
 use pinion_engine::io::Storage;
 use pinion_engine::runtime::{reactor_turn, run_executor};
@@ -200,10 +201,11 @@ pub struct EngineArgs {
     /// Override EngineConfig::recycle_bytes_max.
     #[arg(long, value_name = "BYTES")]
     pub recycle_bytes_max: Option<u64>,
-    /// Let the bench's memory use transparent huge pages, as `pinion serve
-    /// --transparent-hugepages true` does. Off by default, as the broker
-    /// runs: with them on, the heap now and then zeroes (or waits for the
-    /// kernel to compact memory for) a 2 MiB page inside an append.
+    /// Let the bench's heap use transparent huge pages where the host's mode
+    /// is `always`, as `pinion serve --transparent-hugepages true` does. Off
+    /// by default, as the broker runs: with them, the heap now and then
+    /// zeroes (or waits for the kernel to compact memory for) a 2 MiB page
+    /// inside an append. The O_DIRECT buffers use huge pages either way.
     #[arg(long, value_name = "BOOL", default_value_t = false, action = clap::ArgAction::Set)]
     pub transparent_hugepages: bool,
 }
@@ -282,6 +284,9 @@ pub struct ConfigEcho {
     pub recycle_segments: bool,
     pub recycle_bytes_max: u64,
     pub placement: String,
+    /// Where the process may use transparent huge pages after
+    /// `--transparent-hugepages` (`huge_pages::HugePageUse`).
+    pub huge_pages: String,
 }
 
 /// The pre-built batch set.
@@ -378,6 +383,18 @@ pub struct WriteResult {
     /// Bytes the process wrote to the device per stored byte acknowledged
     /// (partial blocks rewritten, padding, indexes; 1.0 is no waste).
     pub device_write_amplification: f64,
+    /// Huge-page mappings made for O_DIRECT buffers during the phase: each
+    /// one faults in fresh 2 MiB pages. 0 in a steady state.
+    pub io_buffer_regions_mapped: u64,
+    /// Bytes mapped for O_DIRECT buffers at the end of the phase (in use or
+    /// kept for reuse).
+    pub io_buffer_bytes_mapped: u64,
+    /// At the end of the phase, bytes of the O_DIRECT buffers on huge pages
+    /// (`AnonHugePages` of the mappings advised for them, /proc/self/smaps).
+    pub io_buffer_huge_page_bytes: Option<u64>,
+    /// The same for the rest of the process's memory (the heap): 0 unless
+    /// `--transparent-hugepages true` on a host whose mode is `always`.
+    pub heap_huge_page_bytes: Option<u64>,
 }
 
 /// Results of a read phase.
@@ -409,11 +426,15 @@ struct ShardOutcome {
 pub fn run(args: EngineArgs) -> Result<(), crate::Error> {
     args.check()?;
     // Before the executor and the batches allocate: covers every mapping made after it.
-    if let Err(e) = pinion_engine::runtime::set_transparent_hugepages(args.transparent_hugepages) {
-        eprintln!(
-            "pinion-bench: cannot set transparent huge pages (PR_SET_THP_DISABLE): {e}; the host's setting applies"
-        );
-    }
+    let huge_pages = match huge_pages::set_transparent_hugepages(args.transparent_hugepages) {
+        Ok(used) => used.to_string(),
+        Err(e) => {
+            eprintln!(
+                "pinion-bench: cannot set transparent huge pages (PR_SET_THP_DISABLE): {e}; the host's setting applies"
+            );
+            "the host's setting".to_string()
+        }
+    };
     std::fs::create_dir_all(&args.dir)?;
     let data_dir = args.dir.join(format!("pinion-bench-{}", std::process::id()));
     let machine = MachineFacts::collect(&args.dir);
@@ -430,6 +451,7 @@ pub fn run(args: EngineArgs) -> Result<(), crate::Error> {
         recycle_segments: config.recycle_segments,
         recycle_bytes_max: config.recycle_bytes_max,
         placement: placement_name,
+        huge_pages,
     };
 
     let (batches, prebuilt) = if args.raw_only {
@@ -697,6 +719,7 @@ async fn write_phase(
     let (mut cpu_before, mut process_before, mut sched_before, mut system_before) =
         (CpuTime::thread(), CpuTime::process(), SchedStat::thread(), SystemCpu::read());
     let mut io_before = DeviceIo::read();
+    let mut io_buffers_before = huge_pages::io_buffer_stats();
     let mut scheduled = started;
     let mut sequence = 0usize;
     // Retention, as a broker runs it on a timer, so the run's data stays bounded.
@@ -734,6 +757,7 @@ async fn write_phase(
             (cpu_before, process_before, sched_before, system_before) =
                 (CpuTime::thread(), CpuTime::process(), SchedStat::thread(), SystemCpu::read());
             io_before = DeviceIo::read();
+            io_buffers_before = huge_pages::io_buffer_stats();
         }
         if let Some(rate) = args.rate {
             if scheduled > now {
@@ -827,6 +851,8 @@ async fn write_phase(
     let (cpu, process) = (CpuTime::thread().since(cpu_before), CpuTime::process().since(process_before));
     let sched = SchedStat::thread().since(sched_before);
     let device = DeviceIo::read().since(io_before);
+    let io_buffers = huge_pages::io_buffer_stats();
+    let (io_buffer_huge_page_bytes, heap_huge_page_bytes) = huge_pages::anon_huge_page_bytes().unzip();
     let (machine_busy_cores, steal_cores) = SystemCpu::read().cores_since(system_before, wall);
     let process_cpu = CpuUse::of(process, wall);
     let stored_bytes = tally.stored_bytes.get();
@@ -862,6 +888,10 @@ async fn write_phase(
         segments: logs.iter().map(|l| l.segment_count()).sum(),
         retention_segments_deleted,
         device_write_amplification: device.write_bytes as f64 / stored_bytes.max(1) as f64,
+        io_buffer_regions_mapped: io_buffers.regions_mapped - io_buffers_before.regions_mapped,
+        io_buffer_bytes_mapped: io_buffers.bytes_mapped,
+        io_buffer_huge_page_bytes,
+        heap_huge_page_bytes,
     };
     Ok((result, recent))
 }

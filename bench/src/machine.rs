@@ -19,10 +19,11 @@ pub struct MachineFacts {
     /// Load average (1, 5, 15 minutes) when the run started: other work on
     /// the machine competes with the shard for its two cores.
     pub load_average: [f64; 3],
-    /// Whether the kernel may back this process's memory with transparent
-    /// huge pages (`THP_enabled` in /proc/self/status; `pinion-bench engine
-    /// --transparent-hugepages`). Absent where the kernel does not say, and
-    /// in files written before it was recorded.
+    /// Whether the kernel may back any of this process's memory with
+    /// transparent huge pages (`THP_enabled` in /proc/self/status; still
+    /// true when only the O_DIRECT buffers may, `write.heap_huge_page_bytes`
+    /// says where they went). Absent where the kernel does not say, and in
+    /// files written before it was recorded.
     #[serde(default)]
     pub process_thp_enabled: Option<bool>,
 }
@@ -107,7 +108,7 @@ impl MachineFacts {
             filesystem: filesystem_of(data_dir),
             date: rfc3339(now.as_secs()),
             load_average: load_average(),
-            process_thp_enabled: pinion_engine::runtime::transparent_hugepages_enabled(),
+            process_thp_enabled: pinion_engine::huge_pages::transparent_hugepages_enabled(),
         }
     }
 }

@@ -16,12 +16,14 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use pinion_engine::huge_pages::IoBufferAllocator;
 
 /// mimalloc, as the broker uses: the engine bench drives the same engine
 /// (flush rounds, write buffers), and the load generator shares the CPU
 /// with the broker it measures, so glibc's chunk management is cost in both.
+/// The O_DIRECT buffers go on huge pages, as in the broker.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: IoBufferAllocator<mimalloc::MiMalloc> = IoBufferAllocator::new(mimalloc::MiMalloc);
 
 mod backlog;
 mod chart;

@@ -52,8 +52,17 @@ fn engine_subcommand_writes_a_json_report_with_positive_figures() {
     }
     assert!(report.pointer("/machine/kernel").and_then(|v| v.as_str()).is_some_and(|k| !k.is_empty()));
     assert_eq!(report.pointer("/config/args/message_bytes").and_then(|v| v.as_u64()), Some(100));
-    // As the broker runs by default: no transparent huge pages for the heap.
-    assert_eq!(report.pointer("/machine/process_thp_enabled").and_then(|v| v.as_bool()), Some(false));
+    // As the broker runs by default: no transparent huge pages for the heap,
+    // the O_DIRECT buffers on their own mappings (on huge pages where the
+    // host hands them out on request).
+    assert_eq!(report.pointer("/write/heap_huge_page_bytes").and_then(|v| v.as_u64()), Some(0));
+    let io_buffer_bytes = report.pointer("/write/io_buffer_bytes_mapped").and_then(|v| v.as_u64());
+    assert!(io_buffer_bytes.is_some_and(|b| b > 0), "{io_buffer_bytes:?}");
+    if pinion_engine::huge_pages::HostMode::read() == Some(pinion_engine::huge_pages::HostMode::Madvise) {
+        let huge = report.pointer("/write/io_buffer_huge_page_bytes").and_then(|v| v.as_u64());
+        assert!(huge.is_some_and(|b| b > 0), "{huge:?}");
+        assert_eq!(report.pointer("/config/huge_pages").and_then(|v| v.as_str()), Some("I/O buffers only"));
+    }
     // A fixed-rate run splits its late appends into backlog episodes.
     assert_eq!(report.pointer("/write/backlogs/threshold_us").and_then(|v| v.as_u64()), Some(2000));
     let in_episodes = report.pointer("/write/backlogs/appends").and_then(|v| v.as_u64());

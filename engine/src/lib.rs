@@ -18,6 +18,7 @@ pub mod clock;
 pub mod compaction;
 pub mod config;
 pub mod error;
+pub mod huge_pages;
 pub mod index;
 pub mod io;
 pub mod log;

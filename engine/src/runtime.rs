@@ -158,47 +158,9 @@ where
     Err(StartError::Executor(last_error))
 }
 
-/// Lets this process's memory use transparent huge pages or not
-/// (`PR_SET_THP_DISABLE`, which covers every mapping, present and future).
-/// The heap (mimalloc) asks for huge pages when the host allows them on
-/// request (`madvise`), so the host's setting alone does not keep them
-/// away. Off, a shard never zeroes a fresh 2 MiB page (nor waits for the
-/// kernel to compact memory for one) in the middle of a request: the
-/// broker's default (`ServerConfig::transparent_hugepages`) and the engine
-/// bench's. The cost: glommio's O_DIRECT buffers come from the same heap,
-/// so they are small pages too, and reads from disk are slower
-/// (docs/TUNING.md).
-pub fn set_transparent_hugepages(enabled: bool) -> std::io::Result<()> {
-    let disable = libc::c_ulong::from(!enabled);
-    // SAFETY: PR_SET_THP_DISABLE reads its integer argument only.
-    let rc = unsafe {
-        libc::prctl(libc::PR_SET_THP_DISABLE, disable, 0 as libc::c_ulong, 0 as libc::c_ulong, 0 as libc::c_ulong)
-    };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-/// Whether the kernel may back this process's memory with transparent huge
-/// pages: the `THP_enabled` line of /proc/self/status (what
-/// `set_transparent_hugepages` sets). `None` where the kernel does not say.
-pub fn transparent_hugepages_enabled() -> Option<bool> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    status.lines().find_map(|line| line.strip_prefix("THP_enabled:")).map(|v| v.trim() == "1")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn transparent_hugepages_turn_off_and_on_for_the_process() {
-        set_transparent_hugepages(false).expect("prctl PR_SET_THP_DISABLE");
-        assert_eq!(transparent_hugepages_enabled(), Some(false));
-        set_transparent_hugepages(true).expect("prctl PR_SET_THP_DISABLE");
-        assert_eq!(transparent_hugepages_enabled(), Some(true));
-    }
 
     #[test]
     fn too_low_memlock_is_one_line_with_the_remedy() {

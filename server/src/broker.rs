@@ -81,8 +81,11 @@ pub fn run(mut config: ServerConfig, stop: Arc<AtomicBool>) -> Result<(), String
         run_startup_checks(&config, shards)?;
     }
     check_memlock(shards).map_err(|e| e.to_string())?;
-    if let Err(e) = pinion_engine::runtime::set_transparent_hugepages(config.transparent_hugepages) {
-        tracing::warn!(error = %e, "cannot set transparent huge pages for the broker (PR_SET_THP_DISABLE); the host's setting applies");
+    match pinion_engine::huge_pages::set_transparent_hugepages(config.transparent_hugepages) {
+        Ok(used) => tracing::info!(heap = config.transparent_hugepages, "transparent huge pages: {used}"),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot set transparent huge pages for the broker (PR_SET_THP_DISABLE); the host's setting applies")
+        }
     }
     let cluster_id = cluster_id(&config)?;
     let mut table = TopicTable::load(&config.data_dir)?;
@@ -280,5 +283,6 @@ pub async fn gather_metrics(ctx: &Rc<ShardContext>) -> String {
             text.push_str(&lines);
         }
     }
+    crate::metrics::render_process(&mut text, &pinion_engine::huge_pages::io_buffer_stats());
     text
 }

@@ -20,7 +20,8 @@ pub enum Profile {
     Latency,
     /// Executors park at once, the write path lingers 2 ms and writes up to
     /// 4 MiB at a time (fewer, larger O_DIRECT writes and fdatasyncs), and
-    /// the heap may use transparent huge pages.
+    /// the heap may use transparent huge pages (where the host's mode is
+    /// `always`).
     Throughput,
 }
 
@@ -90,12 +91,16 @@ pub struct ServerConfig {
     pub write_bytes_max: usize,
     /// Executors poll this long before parking their thread; 0 parks at once.
     pub spin_before_park_us: u64,
-    /// Let the broker's heap use transparent huge pages. Off by default: the
-    /// first touch of each fresh 2 MiB page zeroes it on the shard's thread,
-    /// inside a request, which put the end-to-end p99 at 10,000 msgs/s at
-    /// 5-6 ms instead of 1.5 ms. On, fewer page faults and TLB misses gave
-    /// up to about 10 % more produce throughput at saturation. Applies to
-    /// this process only (`PR_SET_THP_DISABLE`).
+    /// Let the broker's heap use transparent huge pages where the host's mode
+    /// is `always` (the heap never asks for them, so where the mode is
+    /// `madvise` this changes nothing). Off by default: the first touch of
+    /// each fresh 2 MiB page zeroes it on the shard's thread, inside a
+    /// request, which put the end-to-end p99 at 10,000 msgs/s at 5-6 ms
+    /// instead of 1.5 ms. The O_DIRECT buffers use huge pages either way
+    /// (pinion_engine::huge_pages). Applies to this process only
+    /// (`PR_SET_THP_DISABLE`, with `PR_THP_DISABLE_EXCEPT_ADVISED` on
+    /// Linux 6.18 and later; before it, off on an `always` host means off
+    /// for the I/O buffers too).
     pub transparent_hugepages: bool,
     /// Run the host checks (memlock, io_uring, O_DIRECT, ...) before starting.
     pub startup_checks: bool,
@@ -238,10 +243,12 @@ pub struct ServeArgs {
     /// Executors poll this long before parking, in microseconds [default: 0]
     #[arg(long, value_name = "US")]
     pub spin_before_park_us: Option<u64>,
-    /// Let the heap use transparent huge pages: up to about 10 % more
-    /// throughput at saturation, but each fresh 2 MiB page is zeroed inside
-    /// a request (a 5-6 ms instead of 1.5 ms p99 at a moderate rate): true|false
-    /// [default: false; the throughput profile sets true]
+    /// Let the heap use transparent huge pages where the host's mode is
+    /// `always` (the heap never asks, so with `madvise` nothing changes);
+    /// each fresh 2 MiB page is then zeroed inside a request (a 5-6 ms
+    /// instead of 1.5 ms p99 at a moderate rate). The O_DIRECT buffers use
+    /// huge pages either way: true|false [default: false; the throughput
+    /// profile sets true]
     #[arg(long, value_name = "BOOL")]
     pub transparent_hugepages: Option<bool>,
     /// Partitions of the __consumer_offsets topic when it is created [default: 8]

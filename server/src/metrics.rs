@@ -144,5 +144,16 @@ pub fn header() -> &'static str {
      # TYPE pinion_flush_time_seconds_total counter\n\
      # TYPE pinion_fsync_time_seconds_total counter\n\
      # TYPE pinion_fsync_time_seconds_max gauge\n\
-     # TYPE pinion_log_end_offset gauge\n"
+     # TYPE pinion_log_end_offset gauge\n\
+     # HELP pinion_io_buffer_bytes Bytes mapped for O_DIRECT buffers on huge pages, in use or kept for reuse (all shards).\n\
+     # TYPE pinion_io_buffer_bytes gauge\n\
+     # HELP pinion_io_buffer_mappings_total Huge-page mappings made for O_DIRECT buffers; each faults in fresh 2 MiB pages.\n\
+     # TYPE pinion_io_buffer_mappings_total counter\n"
+}
+
+/// The process-wide lines: the O_DIRECT buffer mappings of every shard
+/// (`pinion_engine::huge_pages`).
+pub fn render_process(out: &mut String, io_buffers: &pinion_engine::huge_pages::IoBufferStats) {
+    let _ = writeln!(out, "pinion_io_buffer_bytes {}", io_buffers.bytes_mapped);
+    let _ = writeln!(out, "pinion_io_buffer_mappings_total {}", io_buffers.regions_mapped);
 }
