@@ -179,6 +179,16 @@ pub fn summary(report: &Report) -> String {
             w.shard_runqueue_wait_fraction * 100.0,
             if w.other_busy_cores > 0.25 || w.shard_runqueue_wait_fraction > 0.05 { "  <-- NOT A QUIET MACHINE" } else { "" }
         );
+        let mib = |bytes: Option<u64>| bytes.map_or("?".to_string(), |b| format!("{:.0} MiB", b as f64 / 1048576.0));
+        let _ = writeln!(
+            out,
+            "  memory: O_DIRECT buffers {} mapped, {} of it on huge pages, {} new mappings while measured; heap on huge pages {} (huge pages: {})",
+            mib(Some(w.io_buffer_bytes_mapped)),
+            mib(w.io_buffer_huge_page_bytes),
+            w.io_buffer_regions_mapped,
+            mib(w.heap_huge_page_bytes),
+            report.config.huge_pages
+        );
     }
     if let Some(r) = &report.tail_read {
         let _ = writeln!(
