@@ -15,7 +15,8 @@
 //! alignment), from their own 2 MiB-aligned mappings advised with
 //! `MADV_HUGEPAGE`. Those buffers are few and reused: the engine pools its
 //! write buffers, and every thread keeps the mappings it freed (up to
-//! [`CACHED_REGIONS_MAX`] of them) for its next buffer of the same size, so
+//! [`CACHED_REGIONS_MAX`] of them and [`CACHED_BYTES_MAX`] bytes) for its
+//! next buffer of the same size, so
 //! a huge page is faulted in once and then reused, not zeroed per request.
 //! The cache is the thread's own: nothing is shared between shards.
 //!
@@ -37,7 +38,12 @@ pub const HUGE_PAGE_BYTES: usize = 2 << 20;
 
 /// Freed mappings each thread keeps for reuse. The engine's pool holds up
 /// to 16 write buffers on its own; these cover reads and the pool's churn.
+/// When the cache is full, the next free evicts (unmaps) the slots in turn.
 pub const CACHED_REGIONS_MAX: usize = 16;
+
+/// Bytes each thread keeps mapped for reuse, at most: a large fetch's read
+/// buffer is given back to the kernel rather than held.
+pub const CACHED_BYTES_MAX: usize = 64 << 20;
 
 /// O_DIRECT needs the buffer aligned to the device's logical block.
 const IO_BUFFER_ALIGN_MIN: usize = 4096;
@@ -148,6 +154,10 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for IoBufferAllocator<A> {
 /// One thread's freed mappings, as (start address, bytes); 0 bytes is free.
 struct RegionCache {
     regions: [Cell<(usize, usize)>; CACHED_REGIONS_MAX],
+    /// Sum of the cached regions' bytes.
+    bytes: Cell<usize>,
+    /// The slot the next eviction empties.
+    next_victim: Cell<usize>,
 }
 
 impl Drop for RegionCache {
@@ -163,28 +173,61 @@ impl Drop for RegionCache {
 
 thread_local! {
     static CACHE: RegionCache = const {
-        RegionCache { regions: [const { Cell::new((0, 0)) }; CACHED_REGIONS_MAX] }
+        RegionCache {
+            regions: [const { Cell::new((0, 0)) }; CACHED_REGIONS_MAX],
+            bytes: Cell::new(0),
+            next_victim: Cell::new(0),
+        }
     };
 }
 
 /// A cached mapping of exactly `bytes`, if this thread kept one.
 fn take_cached(bytes: usize) -> Option<*mut u8> {
     CACHE
-        .try_with(|cache| cache.regions.iter().find(|slot| slot.get().1 == bytes).map(|slot| slot.take().0 as *mut u8))
+        .try_with(|cache| {
+            let slot = cache.regions.iter().find(|slot| slot.get().1 == bytes)?;
+            cache.bytes.set(cache.bytes.get() - bytes);
+            Some(slot.take().0 as *mut u8)
+        })
         .ok()
         .flatten()
 }
 
-/// Keeps a freed mapping for this thread's next buffer of its size; false
-/// when the cache is full or the thread is exiting.
+/// Keeps a freed mapping for this thread's next buffer of its size,
+/// evicting older ones to make room; false (the caller unmaps it) when it
+/// is larger than the whole cache or the thread is exiting.
 fn give_back(ptr: *mut u8, bytes: usize) -> bool {
+    if bytes > CACHED_BYTES_MAX {
+        return false;
+    }
     CACHE
         .try_with(|cache| {
-            let Some(slot) = cache.regions.iter().find(|slot| slot.get().1 == 0) else { return false };
-            slot.set((ptr as usize, bytes));
-            true
+            // Each pass either stores the region or empties one more slot.
+            for _ in 0..=CACHED_REGIONS_MAX {
+                if cache.bytes.get() + bytes <= CACHED_BYTES_MAX {
+                    if let Some(slot) = cache.regions.iter().find(|slot| slot.get().1 == 0) {
+                        slot.set((ptr as usize, bytes));
+                        cache.bytes.set(cache.bytes.get() + bytes);
+                        return true;
+                    }
+                }
+                let victim = cache.next_victim.get();
+                cache.next_victim.set((victim + 1) % CACHED_REGIONS_MAX);
+                let (start, evicted) = cache.regions[victim].take();
+                if evicted != 0 {
+                    cache.bytes.set(cache.bytes.get() - evicted);
+                    unmap_region(start as *mut u8, evicted);
+                }
+            }
+            false
         })
         .unwrap_or(false)
+}
+
+/// Bytes this thread keeps cached (for tests).
+#[cfg(test)]
+fn cached_bytes() -> usize {
+    CACHE.with(|cache| cache.bytes.get())
 }
 
 static REGIONS_MAPPED: AtomicU64 = AtomicU64::new(0);
@@ -484,6 +527,37 @@ mod tests {
         // Other tests run in parallel, so only lower bounds hold.
         assert!(after.regions_mapped - before.regions_mapped >= (CACHED_REGIONS_MAX + 2) as u64);
         assert!(after.regions_unmapped - before.regions_unmapped >= (CACHED_REGIONS_MAX + 2) as u64);
+    }
+
+    #[test]
+    fn the_cache_evicts_to_stay_within_its_bytes_and_gives_back_what_is_larger() {
+        std::thread::spawn(|| {
+            // SAFETY: valid layouts; every pointer is released with its layout.
+            unsafe {
+                let large = io_layout(CACHED_BYTES_MAX + 1);
+                ALLOCATOR.dealloc(ALLOCATOR.alloc(large), large);
+                assert_eq!(cached_bytes(), 0, "larger than the cache: unmapped at once");
+
+                let eight = io_layout(8 << 20);
+                let held: Vec<*mut u8> =
+                    (0..CACHED_BYTES_MAX / (8 << 20) + 3).map(|_| ALLOCATOR.alloc(eight)).collect();
+                for ptr in held {
+                    ALLOCATOR.dealloc(ptr, eight);
+                    assert!(cached_bytes() <= CACHED_BYTES_MAX);
+                }
+                assert_eq!(cached_bytes(), CACHED_BYTES_MAX);
+                // A different size still finds room, by evicting.
+                let two = io_layout(2 << 20);
+                ALLOCATOR.dealloc(ALLOCATOR.alloc(two), two);
+                assert_eq!(cached_bytes(), CACHED_BYTES_MAX - (8 << 20) + (2 << 20));
+                let again = ALLOCATOR.alloc(two);
+                assert_eq!(again as usize % HUGE_PAGE_BYTES, 0);
+                assert_eq!(cached_bytes(), CACHED_BYTES_MAX - (8 << 20));
+                ALLOCATOR.dealloc(again, two);
+            }
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]
