@@ -67,12 +67,10 @@ def write_some_data(broker):
     assert not errors and len(delivered) == MESSAGES
 
 
-@pytest.mark.parametrize(
-    "args",
-    [(), ("--profile", "throughput", "--transparent-hugepages", "false")],
-    ids=["default", "flag-overrides-profile"],
-)
-def test_the_io_buffers_use_huge_pages_and_the_heap_does_not(start_broker, args):
+def broker_after_writing(start_broker, args):
+    """A broker started with `args` that has written some data, the host's
+    mode, and (advised huge-page bytes, other huge-page bytes,
+    pinion_io_buffer_bytes)."""
     mode = host_mode()
     if mode is None:
         pytest.skip("this kernel has no transparent huge pages")
@@ -80,6 +78,16 @@ def test_the_io_buffers_use_huge_pages_and_the_heap_does_not(start_broker, args)
     write_some_data(broker)
     advised, other = huge_page_bytes(broker)
     [(_, io_buffer_bytes)] = scrape(broker)["pinion_io_buffer_bytes"]
+    return broker, mode, (advised, other, io_buffer_bytes)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [(), ("--profile", "throughput", "--transparent-hugepages", "false")],
+    ids=["default", "flag-overrides-profile"],
+)
+def test_the_io_buffers_use_huge_pages_and_the_heap_does_not(start_broker, args):
+    broker, mode, (advised, other, io_buffer_bytes) = broker_after_writing(start_broker, args)
     assert other == 0, f"{other} bytes of the heap are on huge pages"
     assert io_buffer_bytes > 0, "the broker mapped no O_DIRECT buffer of its own"
     # Only the I/O buffers asked for huge pages.
@@ -97,13 +105,7 @@ def test_the_io_buffers_use_huge_pages_and_the_heap_does_not(start_broker, args)
     ids=["flag-on", "throughput-profile-on"],
 )
 def test_the_heap_may_use_huge_pages_when_asked(start_broker, args):
-    mode = host_mode()
-    if mode is None:
-        pytest.skip("this kernel has no transparent huge pages")
-    broker = start_broker(*args, metrics=True)
-    write_some_data(broker)
-    advised, other = huge_page_bytes(broker)
-    [(_, io_buffer_bytes)] = scrape(broker)["pinion_io_buffer_bytes"]
+    broker, mode, (advised, other, io_buffer_bytes) = broker_after_writing(start_broker, args)
     assert thp_enabled(broker) == ("0" if mode == "never" else "1")
     if mode == "madvise":
         # The heap never asks for them, so the host gives it none.
