@@ -13,12 +13,15 @@
 //! allocations that are O_DIRECT buffers, page-aligned and at least
 //! [`IO_BUFFER_MIN_BYTES`] (glommio's `DmaBuffer` asks for 4096-byte
 //! alignment), from their own 2 MiB-aligned mappings advised with
-//! `MADV_HUGEPAGE`. Those buffers are few and reused: the engine pools its
-//! write buffers, and every thread keeps the mappings it freed (up to
-//! [`CACHED_REGIONS_MAX`] of them and [`CACHED_BYTES_MAX`] bytes) for its
-//! next buffer of the same size, so
-//! a huge page is faulted in once and then reused, not zeroed per request.
-//! The cache is the thread's own: nothing is shared between shards.
+//! `MADV_HUGEPAGE`, rounded up to whole huge pages (a 1 MiB write buffer
+//! takes one 2 MiB page: the pool of 16 costs 32 MiB per shard). Those
+//! buffers are few and reused: the engine pools its write buffers, and
+//! every thread keeps the mappings it freed (up to [`CACHED_REGIONS_MAX`] of
+//! them and [`CACHED_BYTES_MAX`] bytes) for its next buffer of the same
+//! size, so a huge page is faulted in once and then reused, not zeroed per
+//! request. The cache is the thread's own: nothing is shared between
+//! shards; only the counters of [`io_buffer_stats`], touched when a mapping
+//! is made or removed, are process-wide.
 //!
 //! [`set_transparent_hugepages`] chooses the process-wide part: whether the
 //! rest of the process may use huge pages where the host hands them out
