@@ -152,13 +152,20 @@ fn plan_memory(host: &HostObservation, steps: &mut Vec<Step>) {
         ("transparent_hugepage/defrag", memory::THP_DEFRAG_PATH, &memory.thp_defrag),
     ] {
         let Some(choice) = choice else { continue };
-        if choice.selected == "always" && choice.offers("madvise") {
+        // `never` for defrag keeps faults from compacting at all: left alone.
+        let never_enabled = path == memory::THP_ENABLED_PATH && choice.selected == "never";
+        if (choice.selected == "always" || never_enabled) && choice.offers("madvise") {
+            let why = if never_enabled {
+                "huge pages for what asks for them: pinion's O_DIRECT buffers"
+            } else {
+                "huge pages only where asked for: no compaction stalls in page faults"
+            };
             steps.push(Step::Change(Change {
                 setting: setting.to_string(),
                 path: PathBuf::from(path),
                 from: choice.selected.clone(),
                 to: "madvise".to_string(),
-                why: "huge pages only where asked for: no compaction stalls in page faults".to_string(),
+                why: why.to_string(),
                 sysctl: None,
             }));
         } else {
@@ -631,5 +638,20 @@ mod tests {
         assert_eq!((outcome.changed, outcome.failed), (9, 2));
         assert!(text.contains("could not: the kernel manages this interrupt's affinity"), "{text}");
         assert!(written.contains(&(PathBuf::from(memory::THP_ENABLED_PATH), "madvise".to_string())));
+    }
+
+    #[test]
+    fn huge_pages_never_becomes_madvise_for_the_io_buffers_but_defrag_never_stays() {
+        let mut host = untuned_host();
+        host.memory.thp_enabled = parse_choice("always madvise [never]");
+        host.memory.thp_defrag = parse_choice("always defer defer+madvise madvise [never]");
+        let plan = plan(&host, &config(2));
+        let thp: Vec<_> = plan.changes().filter(|c| c.setting.starts_with("transparent_hugepage")).collect();
+        assert_eq!(thp.len(), 1, "{thp:?}");
+        assert_eq!(
+            (thp[0].path.as_path(), thp[0].from.as_str(), thp[0].to.as_str()),
+            (Path::new(memory::THP_ENABLED_PATH), "never", "madvise")
+        );
+        assert!(thp[0].why.contains("O_DIRECT"), "{}", thp[0].why);
     }
 }

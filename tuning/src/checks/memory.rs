@@ -60,6 +60,12 @@ pub fn check_transparent_hugepages(observation: &MemoryObservation) -> Check {
             "every large mapping becomes a huge page: khugepaged and compaction stall page faults and inflate memory",
         );
     }
+    if enabled.selected == "never" {
+        problems.push(
+            "pinion's O_DIRECT buffers cannot use huge pages: reads from disk are slower and writes cost more CPU \
+             (docs/TUNING.md)",
+        );
+    }
     if defrag == "always" {
         problems.push("defrag=always compacts memory synchronously inside page faults");
     }
@@ -111,7 +117,7 @@ mod tests {
     }
 
     #[test]
-    fn thp_madvise_is_ok_and_always_warns() {
+    fn thp_madvise_is_ok_and_always_or_never_warns() {
         let here = thp("always [madvise] never\n", "always defer defer+madvise [madvise] never\n");
         let check = check_transparent_hugepages(&here);
         assert_eq!(check.status, Status::Ok);
@@ -120,6 +126,10 @@ mod tests {
         let check = check_transparent_hugepages(&always);
         assert_eq!(check.status, Status::Warn);
         assert!(check.remedy.unwrap().contains("madvise"));
+        let never = thp("always madvise [never]", "always defer defer+madvise madvise [never]");
+        let check = check_transparent_hugepages(&never);
+        assert_eq!(check.status, Status::Warn);
+        assert!(check.found.contains("O_DIRECT buffers"), "{}", check.found);
         let none = MemoryObservation::default();
         assert_eq!(check_transparent_hugepages(&none).found, "not built into this kernel");
     }
