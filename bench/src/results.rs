@@ -69,6 +69,10 @@ pub struct WorkloadEcho {
     pub rate_msgs_per_sec: Option<u64>,
     pub warmup_secs: u64,
     pub duration_secs: u64,
+    /// Message bytes acknowledged before the consumers started (0 = they
+    /// started with the producers). Absent in files written before it.
+    #[serde(default)]
+    pub consumer_backlog_bytes: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -97,6 +101,30 @@ pub struct ThroughputSummary {
     /// Intended sends that had not been sent when the run ended (open-loop
     /// backlog: the broker or the generator could not keep up).
     pub backlog_messages: u64,
+    /// With `consumer_backlog_bytes`: how fast the consumers read back what
+    /// was produced before they started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumer_backlog: Option<ConsumerBacklog>,
+}
+
+/// The consumers' catch-up over a backlog (OpenMessaging Benchmark's
+/// `consumerBacklogSizeGB`): they start once the producers have this much
+/// acknowledged, read from where the run started, and are caught up when
+/// every group has consumed as many messages as were acknowledged at their
+/// start. The producers go on meanwhile.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ConsumerBacklog {
+    /// Messages and message bytes acknowledged when the consumers started.
+    pub messages: u64,
+    pub bytes: u64,
+    /// Seconds from the run's start to the consumers' start.
+    pub started_after_secs: f64,
+    /// Seconds from the consumers' start until every group had read the
+    /// backlog; `None` when they had not by the end of the run.
+    pub catch_up_secs: Option<f64>,
+    /// Backlog messages and bytes read per second (per group) during the catch-up.
+    pub catch_up_messages_per_sec: Option<f64>,
+    pub catch_up_bytes_per_sec: Option<f64>,
 }
 
 /// HDR histograms, V2 + DEFLATE serialized, base64 (standard alphabet).

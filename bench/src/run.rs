@@ -33,7 +33,8 @@ use crate::load::stats::{now_ns, RunStats};
 use crate::load::subscriber::{self, ConsumerPlan};
 use crate::machine::MachineFacts;
 use crate::results::{
-    BrokerFacts, ErrorCounts, Histograms, RunResult, SeriesPoint, ThroughputSummary, RUN_KIND, SCHEMA_VERSION,
+    BrokerFacts, ConsumerBacklog, ErrorCounts, Histograms, RunResult, SeriesPoint, ThroughputSummary, RUN_KIND,
+    SCHEMA_VERSION,
 };
 use crate::workload::{Overrides, Workload};
 
@@ -130,6 +131,7 @@ pub fn run(args: RunArgs) -> Result<(), crate::Error> {
                 cluster: cluster.clone(),
                 stats: stats.clone(),
                 start_offsets: start_offsets.clone(),
+                consumer_backlog_bytes: workload.consumer_backlog_bytes,
             };
             consumers.push(
                 std::thread::Builder::new()
@@ -360,6 +362,7 @@ fn result_of(
             acked_messages: RunStats::load(&stats.acked),
             consumed_messages: consumed,
             backlog_messages: RunStats::load(&stats.backlog),
+            consumer_backlog: consumer_backlog(workload, stats),
         },
         publish_latency_us: LatencySummary::of(&publish),
         end_to_end_latency_us: has_consumers.then(|| LatencySummary::of(&end_to_end)),
@@ -374,6 +377,24 @@ fn result_of(
             connection: RunStats::load(&stats.connection_errors),
         },
     }
+}
+
+/// The catch-up of a run with a consumer backlog.
+fn consumer_backlog(workload: &Workload, stats: &RunStats) -> Option<ConsumerBacklog> {
+    if workload.consumer_backlog_bytes == 0 {
+        return None;
+    }
+    let release = stats.consumer_release.get()?;
+    let catch_up_secs =
+        stats.caught_up_ns.get().map(|&caught_up| caught_up.saturating_sub(release.at_ns).max(1) as f64 / 1e9);
+    Some(ConsumerBacklog {
+        messages: release.acked_messages,
+        bytes: release.acked_bytes,
+        started_after_secs: release.at_ns.saturating_sub(stats.start_ns) as f64 / 1e9,
+        catch_up_secs,
+        catch_up_messages_per_sec: catch_up_secs.map(|secs| release.acked_messages as f64 / secs),
+        catch_up_bytes_per_sec: catch_up_secs.map(|secs| release.acked_bytes as f64 / secs),
+    })
 }
 
 fn write_json(result: &RunResult, path: &std::path::Path) -> Result<(), crate::Error> {
@@ -424,6 +445,21 @@ fn print_summary(result: &RunResult) {
         "messages     sent {}, acked {}, consumed {}, backlog {}",
         t.sent_messages, t.acked_messages, t.consumed_messages, t.backlog_messages
     );
+    if let Some(b) = &t.consumer_backlog {
+        let caught_up = match (b.catch_up_secs, b.catch_up_bytes_per_sec, b.catch_up_messages_per_sec) {
+            (Some(secs), Some(bytes), Some(messages)) => format!(
+                "read back in {secs:.2} s: {:.1} MiB/s, {messages:.0} msgs/s per group",
+                bytes / (1 << 20) as f64
+            ),
+            _ => "not read back by the end of the run".to_string(),
+        };
+        println!(
+            "backlog      {:.1} MiB ({} messages) acknowledged when the consumers started, {:.1} s in; {caught_up}",
+            b.bytes as f64 / (1 << 20) as f64,
+            b.messages,
+            b.started_after_secs
+        );
+    }
     println!(
         "latency (ms) {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
         "p50", "p90", "p99", "p99.9", "p99.99", "max", "samples"

@@ -123,6 +123,8 @@ struct WorkloadFile {
     duration_secs: u64,
     #[serde(default)]
     topic_prefix: Option<String>,
+    #[serde(default)]
+    consumer_backlog_bytes: u64,
 }
 
 /// A workload with every setting resolved.
@@ -147,6 +149,11 @@ pub struct Workload {
     pub rate_msgs_per_sec: Option<u64>,
     pub warmup_secs: u64,
     pub duration_secs: u64,
+    /// Consumers wait until the producers have this many message bytes
+    /// acknowledged, then read them back from the start (OpenMessaging
+    /// Benchmark's consumer backlog): how fast a broker serves consumers
+    /// far behind the tail. 0 = consumers read from the start.
+    pub consumer_backlog_bytes: u64,
 }
 
 /// Flag overrides, `None` = keep the file's value.
@@ -200,6 +207,10 @@ pub struct Overrides {
     /// Prefix of the topic names (`PREFIX-0`, `PREFIX-1`, ...).
     #[arg(long)]
     pub topic_prefix: Option<String>,
+    /// Hold the consumers back until this many message bytes are
+    /// acknowledged, then time how long they take to read them (0 = off).
+    #[arg(long, value_name = "BYTES")]
+    pub consumer_backlog_bytes: Option<u64>,
 }
 
 fn parse_acks(text: &str) -> Result<i16, crate::Error> {
@@ -265,6 +276,7 @@ impl Workload {
             rate_msgs_per_sec,
             warmup_secs: file.warmup_secs,
             duration_secs: file.duration_secs,
+            consumer_backlog_bytes: file.consumer_backlog_bytes,
         };
         workload.validate()?;
         Ok(workload)
@@ -301,6 +313,7 @@ impl Workload {
         set!(warmup_secs, o.warmup);
         set!(duration_secs, duration_secs);
         set!(topic_prefix, o.topic_prefix.clone());
+        set!(consumer_backlog_bytes, o.consumer_backlog_bytes);
         if let Some(acks) = &o.acks {
             self.acks = parse_acks(acks)?;
         }
@@ -345,6 +358,10 @@ impl Workload {
         check(self.duration_secs >= 1 && self.duration_secs <= 86_400, "duration must be 1 s to 1 day")?;
         check(self.warmup_secs <= 3600, "warm-up must be at most 3600 s")?;
         check(
+            self.consumer_backlog_bytes == 0 || self.consumers > 0,
+            "a consumer backlog needs consumers (--consumers 1 or more)",
+        )?;
+        check(
             !self.topic_prefix.is_empty()
                 && self.topic_prefix.len() <= 200
                 && self.topic_prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)),
@@ -383,6 +400,7 @@ impl Workload {
             rate_msgs_per_sec: self.rate_msgs_per_sec,
             warmup_secs: self.warmup_secs,
             duration_secs: self.duration_secs,
+            consumer_backlog_bytes: self.consumer_backlog_bytes,
         }
     }
 }
@@ -427,5 +445,20 @@ mod tests {
         assert_eq!((w.compression, w.rate_msgs_per_sec), (Codec::Zstd, Some(500)));
         let bad = Overrides { message_size: Some(8), ..Overrides::default() };
         assert!(w.apply(&bad, None, None).is_err());
+    }
+
+    #[test]
+    fn a_consumer_backlog_comes_from_the_file_or_the_flag_and_needs_consumers() {
+        let text = format!("{}\nconsumer_backlog_bytes = 1073741824\n", BUILT_IN[0].1);
+        let mut w = Workload::parse("backlog", &text).unwrap();
+        assert_eq!(w.consumer_backlog_bytes, 1 << 30);
+        assert_eq!(w.echo().consumer_backlog_bytes, 1 << 30);
+        let smaller = Overrides { consumer_backlog_bytes: Some(4 << 20), ..Overrides::default() };
+        w.apply(&smaller, None, None).unwrap();
+        assert_eq!(w.consumer_backlog_bytes, 4 << 20);
+        let no_consumers = Overrides { consumers: Some(0), ..Overrides::default() };
+        let error = w.apply(&no_consumers, None, None).unwrap_err().to_string();
+        assert!(error.contains("consumer backlog needs consumers"), "{error}");
+        assert_eq!(Workload::load("latency").unwrap().consumer_backlog_bytes, 0);
     }
 }

@@ -158,3 +158,20 @@ fn every_built_in_workload_runs_against_pinion_with_consistent_counts() {
     check_counts("throughput-1k", &large);
     assert_eq!(large.workload.compression, "zstd");
 }
+
+#[test]
+fn a_consumer_backlog_is_read_back_and_timed() {
+    let pinion = Pinion::start();
+    let dir = tempfile::tempdir().unwrap();
+    // 20,000 1 KiB msgs/s: the 4 MiB backlog is there about 0.2 s in.
+    let extra = ["--partitions", "4", "--rate", "20000", "--consumer-backlog-bytes", "4194304"];
+    let result = run_workload(&pinion, "throughput-1k", &extra, dir.path());
+    check_counts("throughput-1k", &result);
+    assert_eq!(result.workload.consumer_backlog_bytes, 4 << 20);
+    let backlog = result.throughput.consumer_backlog.expect("a consumer backlog in the run file");
+    assert!(backlog.bytes >= 4 << 20 && backlog.messages >= 4000, "{backlog:?}");
+    // Released when the backlog was there, well before the producers' end (3 s).
+    assert!(backlog.started_after_secs > 0.1 && backlog.started_after_secs < 2.5, "{backlog:?}");
+    let secs = backlog.catch_up_secs.expect("caught up before the end");
+    assert!(secs > 0.0 && backlog.catch_up_bytes_per_sec.is_some_and(|rate| rate > 0.0), "{backlog:?}");
+}

@@ -359,6 +359,7 @@ fn acknowledge_batch(
     recorder: &mut crate::load::stats::LatencyRecorder,
 ) {
     let count = batch.intended_ns.len() as u64;
+    stats.acked_bytes.fetch_add(batch.message_bytes, Ordering::Relaxed);
     stats.acked.fetch_add(count, Ordering::Relaxed);
     let measured = batch.intended_ns.iter().filter(|&&t| t >= stats.warmup_end_ns).count() as u64;
     if measured > 0 {

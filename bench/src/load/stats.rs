@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
+
 use std::time::Instant;
 
 use hdrhistogram::Histogram;
@@ -70,6 +71,8 @@ pub struct RunStats {
     pub end_ns: u64,
     pub sent: AtomicU64,
     pub acked: AtomicU64,
+    /// Key + value bytes of every acknowledged message, warm-up included.
+    pub acked_bytes: AtomicU64,
     /// Acknowledged messages (and their key + value bytes) intended after the warm-up.
     pub measured_acked: AtomicU64,
     pub measured_acked_bytes: AtomicU64,
@@ -88,7 +91,20 @@ pub struct RunStats {
     pub stop_producers: AtomicBool,
     /// Set when consumers have drained (or must give up).
     pub stop_consumers: AtomicBool,
+    /// With a consumer backlog: when the consumers were let go, and what
+    /// was acknowledged then.
+    pub consumer_release: OnceLock<ConsumerRelease>,
+    /// With a consumer backlog: when every group had read it.
+    pub caught_up_ns: OnceLock<u64>,
     fatal: Mutex<Option<String>>,
+}
+
+/// The moment a run with a consumer backlog starts its consumers.
+#[derive(Debug, Clone, Copy)]
+pub struct ConsumerRelease {
+    pub at_ns: u64,
+    pub acked_messages: u64,
+    pub acked_bytes: u64,
 }
 
 impl RunStats {
@@ -100,6 +116,7 @@ impl RunStats {
             end_ns,
             sent: AtomicU64::new(0),
             acked: AtomicU64::new(0),
+            acked_bytes: AtomicU64::new(0),
             measured_acked: AtomicU64::new(0),
             measured_acked_bytes: AtomicU64::new(0),
             consumed: (0..consumer_groups).map(|_| AtomicU64::new(0)).collect(),
@@ -113,6 +130,8 @@ impl RunStats {
             end_to_end: Mutex::new(LatencyRecorder::new()),
             stop_producers: AtomicBool::new(false),
             stop_consumers: AtomicBool::new(false),
+            consumer_release: OnceLock::new(),
+            caught_up_ns: OnceLock::new(),
             fatal: Mutex::new(None),
         }
     }
@@ -133,6 +152,34 @@ impl RunStats {
 
     pub fn count_error(map: &Mutex<BTreeMap<String, u64>>, name: String) {
         *map.lock().expect("error map lock").entry(name).or_insert(0) += 1;
+    }
+
+    /// Whether consumers held back for `backlog_bytes` may start: once that
+    /// much is acknowledged, or the producers' time is over. The first
+    /// caller that finds so records the moment for everyone.
+    pub fn consumers_released(&self, backlog_bytes: u64) -> bool {
+        if self.consumer_release.get().is_some() {
+            return true;
+        }
+        let acked_bytes = Self::load(&self.acked_bytes);
+        let now = now_ns();
+        if acked_bytes < backlog_bytes && now < self.end_ns {
+            return false;
+        }
+        self.consumer_release.get_or_init(|| ConsumerRelease {
+            at_ns: now,
+            acked_messages: Self::load(&self.acked),
+            acked_bytes,
+        });
+        true
+    }
+
+    /// Notes the catch-up once every group has consumed the backlog.
+    pub fn note_consumed(&self) {
+        let Some(release) = self.consumer_release.get() else { return };
+        if self.caught_up_ns.get().is_none() && self.consumed.iter().all(|c| Self::load(c) >= release.acked_messages) {
+            let _ = self.caught_up_ns.set(now_ns());
+        }
     }
 
     pub fn load(counter: &AtomicU64) -> u64 {

@@ -7,7 +7,9 @@
 //! i mod consumers of each group), which is what a group coordinator would
 //! settle on; no group protocol runs, so the figure is the broker's fetch
 //! path, not a rebalance. Consumers start at the log end offsets read
-//! before the producers start.
+//! before the producers start; with a consumer backlog they first wait
+//! until that many bytes are acknowledged, so the broker serves them from
+//! far behind the tail.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -30,6 +32,8 @@ const FETCH_MAX_BYTES: i32 = 32 << 20;
 const PARTITION_MAX_BYTES: i32 = 4 << 20;
 /// Pause after a fetch answered only with retriable errors.
 const ERROR_BACKOFF: Duration = Duration::from_millis(50);
+/// How often consumers held back for a backlog look at the acknowledged bytes.
+const BACKLOG_POLL: Duration = Duration::from_millis(5);
 
 #[derive(Debug, Clone)]
 pub struct ConsumerPlan {
@@ -41,6 +45,8 @@ pub struct ConsumerPlan {
     /// Where each partition starts: its log end before the run (or 0 when
     /// the broker has no ListOffsets; other runs' messages are skipped).
     pub start_offsets: Arc<PartitionOffsets>,
+    /// Wait until this many message bytes are acknowledged (0 = start at once).
+    pub consumer_backlog_bytes: u64,
 }
 
 pub fn run(plan: ConsumerPlan) {
@@ -75,6 +81,15 @@ fn consume(plan: &ConsumerPlan) -> Result<(), crate::Error> {
         let connection = Connection::open(plan.cluster.address_of(leader)?)?;
         let version = connection.versions.require(ApiKey::Fetch)?;
         connections.push((connection, version, std::mem::take(assigned)));
+    }
+    // With a consumer backlog, wait for it (connections already open).
+    // Bounded: released at the latest when the producers' time is over.
+    let backlog_bytes = plan.consumer_backlog_bytes;
+    while backlog_bytes > 0 && !stats.consumers_released(backlog_bytes) {
+        if stats.stop_consumers.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        std::thread::sleep(BACKLOG_POLL);
     }
     // Bounded: each fetch waits at most FETCH_MAX_WAIT_MS (plus the
     // request timeout), and the run sets stop_consumers at its end.
@@ -169,5 +184,6 @@ fn fetch_once(
     drop(recorder);
     stats.consumed[plan.group].fetch_add(seen, Ordering::Relaxed);
     stats.measured_consumed.fetch_add(measured, Ordering::Relaxed);
+    stats.note_consumed();
     Ok(only_errors)
 }

@@ -88,6 +88,7 @@ pub fn run_result(
             rate_msgs_per_sec: Some(10_000),
             warmup_secs: 2,
             duration_secs: 10,
+            consumer_backlog_bytes: 0,
         },
         broker: BrokerFacts {
             bootstrap: "127.0.0.1:9092".into(),
@@ -114,6 +115,7 @@ pub fn run_result(
             acked_messages: (messages_per_sec * 10.0) as u64,
             consumed_messages: if end_to_end.is_some() { (messages_per_sec * 10.0) as u64 } else { 0 },
             backlog_messages: 0,
+            consumer_backlog: None,
         },
         publish_latency_us: LatencySummary::of(publish),
         end_to_end_latency_us: end_to_end.map(LatencySummary::of),
