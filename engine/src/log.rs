@@ -1018,6 +1018,15 @@ impl<S: Storage> Log<S> {
         self.inner.state.borrow().log_end_offset
     }
 
+    /// Whether a read at `offset` would go to the disk: it is stored but
+    /// older than everything the tail cache holds.
+    pub fn reads_from_disk(&self, offset: i64) -> bool {
+        let st = self.inner.state.borrow();
+        offset >= st.log_start_offset
+            && offset < st.log_end_offset
+            && st.cache.front().is_none_or(|front| front.base_offset > offset)
+    }
+
     /// Every offset below this is on the device.
     pub fn written_offset(&self) -> i64 {
         self.inner.state.borrow().written_offset

@@ -24,8 +24,9 @@ use crate::topics::TopicTable;
 pub enum CoreRequest {
     /// Append `records` to a partition this shard owns.
     Produce { topic: String, partition: i32, records: BytesMut, acks: i16 },
-    /// Read a partition from `offset`.
-    Read { topic: String, partition: i32, offset: i64, max_bytes: usize },
+    /// Read a partition from `offset`; without `disk`, only from the tail
+    /// cache (a read that would go to the disk answers `cold`).
+    Read { topic: String, partition: i32, offset: i64, max_bytes: usize, disk: bool },
     /// Resolve when the partition has data at `offset`, or after `timeout_ms`.
     WaitForData { topic: String, partition: i32, offset: i64, timeout_ms: u64 },
     /// ListOffsets for one partition: -2 earliest, -1 latest, else by time.
@@ -98,6 +99,8 @@ pub struct ReadDone<C> {
     pub bytes: usize,
     pub high_watermark: i64,
     pub log_start_offset: i64,
+    /// Not read: the data is on disk and the request asked for the cache only.
+    pub cold: bool,
 }
 
 impl<C> CoreResponse<C> {
@@ -109,6 +112,7 @@ impl<C> CoreResponse<C> {
                 bytes: read.bytes,
                 high_watermark: read.high_watermark,
                 log_start_offset: read.log_start_offset,
+                cold: read.cold,
             })),
             Self::Read(Err(code)) => CoreResponse::Read(Err(code)),
             Self::Produce(r) => CoreResponse::Produce(r),

@@ -115,8 +115,8 @@ impl ShardContext {
             CoreRequest::Produce { topic, partition, records, acks } => {
                 CoreResponse::Produce(self.produce_local(&topic, partition, records, acks).await)
             }
-            CoreRequest::Read { topic, partition, offset, max_bytes } => {
-                CoreResponse::Read(self.read_local(&topic, partition, offset, max_bytes).await)
+            CoreRequest::Read { topic, partition, offset, max_bytes, disk } => {
+                CoreResponse::Read(self.read_local(&topic, partition, offset, max_bytes, disk).await)
             }
             CoreRequest::WaitForData { topic, partition, offset, timeout_ms } => {
                 if let Some(log) = self.log(&topic, partition) {
@@ -179,10 +179,20 @@ impl ShardContext {
         partition: i32,
         offset: i64,
         max_bytes: usize,
+        disk: bool,
     ) -> Result<ReadDone<LocalChunk>, i16> {
         let Some(log) = self.log(topic, partition) else {
             return Err(ErrorCode::UnknownTopicOrPartition.code());
         };
+        if !disk && log.reads_from_disk(offset) {
+            return Ok(ReadDone {
+                chunks: Vec::new(),
+                bytes: 0,
+                high_watermark: log.log_end_offset(),
+                log_start_offset: log.log_start_offset(),
+                cold: true,
+            });
+        }
         match log.read(offset, max_bytes, i64::MAX).await {
             Ok(read) => {
                 self.metrics.bytes_out.set(self.metrics.bytes_out.get() + read.bytes as u64);
@@ -191,6 +201,7 @@ impl ShardContext {
                     bytes: read.bytes,
                     high_watermark: read.log_end_offset,
                     log_start_offset: read.log_start_offset,
+                    cold: false,
                 })
             }
             Err(ReadError::OffsetOutOfRange { .. }) => Err(ErrorCode::OffsetOutOfRange.code()),
