@@ -1,6 +1,8 @@
 //! Fetch: read each requested partition on its owning shard, long-poll
 //! (`max_wait_ms`) until `min_bytes` are available, and answer with the
-//! stored batches as they are.
+//! stored batches as they are. The answer stays within `max_bytes` (past a
+//! first batch, as KIP-74 allows), and so do the disk reads behind it: see
+//! `read_all`.
 //!
 //! The response is encoded by hand (v4-v12) so that the record bytes are
 //! never copied into it: the encoder emits the fields around each
