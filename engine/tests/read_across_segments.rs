@@ -5,12 +5,13 @@
 //! model of what was appended; then again after close and reopen, where
 //! every read is cold (from the device, not the tail cache), and with a
 //! tail cache too small to hold the log; the answers are identical.
+//! `Log::reads_from_disk` agrees with where every read's data came from.
 
 mod common;
 
 use common::*;
 use pinion_engine::io::sim::SimStorage;
-use pinion_engine::{Durability, EngineConfig, Log, LogConfig, ManualClock, ReadError};
+use pinion_engine::{Chunk, Durability, EngineConfig, Log, LogConfig, ManualClock, ReadError};
 
 const MAX_BYTES: &[usize] = &[1, 700, 4_000, 9_000, 30_000, 1 << 20];
 
@@ -52,12 +53,16 @@ async fn read_everywhere(log: &Log<SimStorage>, sent: &[Stored], max_bytes_tried
                 let context = format!("{what}: read({offset}, max_bytes {max_bytes}, max_offset {max_offset})");
                 if offset < end.min(max_offset) {
                     assert!(!got.is_empty(), "{context}: at least one batch");
+                    // What the broker asks before reading: would this read go to disk?
+                    let from_disk = matches!(read.chunks[0], Chunk::Disk(_));
+                    assert_eq!(log.reads_from_disk(offset), from_disk, "{context}: reads_from_disk");
                     assert!(
                         got[0].base_offset <= offset && offset <= got[0].last_offset,
                         "{context}: first batch holds the offset"
                     );
                 } else {
                     assert!(got.is_empty(), "{context}: nothing at or past the limit");
+                    assert!(offset < end || !log.reads_from_disk(offset), "{context}: the log end is not on disk");
                     assert_eq!(read.next_offset, offset, "{context}: next_offset unchanged");
                 }
                 assert!(
