@@ -342,9 +342,12 @@ pub enum HugePageUse {
     Everywhere,
     /// The I/O buffers; the heap stays on small pages.
     IoBuffersOnly,
-    /// Nothing: the host's mode is `never`, or the kernel cannot keep the
-    /// heap off huge pages without keeping the I/O buffers off too.
+    /// Nothing: the host's mode is `never` (or it has no huge pages).
     Nowhere,
+    /// Nothing, though the host offers them: its mode is `always`, and this
+    /// kernel (before 6.18) cannot keep the heap off huge pages without
+    /// keeping the I/O buffers off too.
+    Withheld,
 }
 
 impl std::fmt::Display for HugePageUse {
@@ -353,6 +356,10 @@ impl std::fmt::Display for HugePageUse {
             Self::Everywhere => "heap and I/O buffers",
             Self::IoBuffersOnly => "I/O buffers only",
             Self::Nowhere => "nowhere",
+            Self::Withheld => {
+                "nowhere (this kernel cannot keep them for the O_DIRECT buffers alone; \
+                 set /sys/kernel/mm/transparent_hugepage/enabled to madvise, or run Linux 6.18 or later)"
+            }
         })
     }
 }
@@ -405,7 +412,7 @@ pub fn set_transparent_hugepages(heap: bool) -> std::io::Result<HugePageUse> {
         Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
             if host == Some(HostMode::Always) {
                 prctl_thp_disable(true, 0)?;
-                Ok(HugePageUse::Nowhere)
+                Ok(HugePageUse::Withheld)
             } else {
                 prctl_thp_disable(false, 0)?;
                 Ok(HugePageUse::IoBuffersOnly)

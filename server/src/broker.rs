@@ -17,7 +17,7 @@ use glommio::channels::channel_mesh::{Full, MeshBuilder, Receivers};
 use glommio::net::TcpListener;
 use glommio::Placement;
 
-use pinion_engine::huge_pages::{self, HostMode, HugePageUse};
+use pinion_engine::huge_pages::{self, HugePageUse};
 use pinion_engine::io::dma::DmaStorage;
 use pinion_engine::runtime::{check_memlock, spawn_executor_with, ExecutorOptions, IO_MEMORY_BYTES};
 use pinion_engine::{Engine, SystemClock};
@@ -83,10 +83,7 @@ pub fn run(mut config: ServerConfig, stop: Arc<AtomicBool>) -> Result<(), String
     }
     check_memlock(shards).map_err(|e| e.to_string())?;
     match huge_pages::set_transparent_hugepages(config.transparent_hugepages) {
-        Ok(HugePageUse::Nowhere) if HostMode::read().is_some_and(|mode| mode != HostMode::Never) => tracing::warn!(
-            "transparent huge pages: nowhere (this kernel cannot keep them for the O_DIRECT buffers alone; \
-             set /sys/kernel/mm/transparent_hugepage/enabled to madvise, or run Linux 6.18 or later)"
-        ),
+        Ok(used @ HugePageUse::Withheld) => tracing::warn!("transparent huge pages: {used}"),
         Ok(used) => tracing::info!(heap = config.transparent_hugepages, "transparent huge pages: {used}"),
         Err(e) => {
             tracing::warn!(error = %e, "cannot set transparent huge pages for the broker (PR_SET_THP_DISABLE); the host's setting applies")
