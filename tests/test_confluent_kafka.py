@@ -248,6 +248,31 @@ def test_describe_and_incrementally_alter_retention_ms(shared_broker):
     assert describe_topic_config(bootstrap, topic)["retention.ms"] == "604800000"
 
 
+def test_alter_configs_replaces_every_override(shared_broker):
+    """AlterConfigs (the non-incremental API, which kafkajs', sarama's and
+    older Java admin clients use) sets a topic's whole set of overrides:
+    a config it does not name goes back to the broker default."""
+    bootstrap = shared_broker.bootstrap
+    topic = "ck-alter-replace"
+    create_topic(bootstrap, topic, 1, config={"retention.ms": "123456", "max.message.bytes": "2048"})
+    client = admin(bootstrap)
+    resource = ConfigResource(ConfigResource.Type.TOPIC, topic, set_config={"retention.bytes": "1048576"})
+    client.alter_configs([resource], request_timeout=TIMEOUT_S)[resource].result(timeout=TIMEOUT_S)
+    configs = describe_topic_config(bootstrap, topic)
+    assert configs["retention.bytes"] == "1048576"
+    assert configs["retention.ms"] == "604800000", "a config AlterConfigs did not name kept its override"
+    assert configs["max.message.bytes"] != "2048", "a config AlterConfigs did not name kept its override"
+    # validate_only changes nothing; a bad value changes nothing either.
+    resource = ConfigResource(ConfigResource.Type.TOPIC, topic, set_config={"retention.ms": "1000"})
+    client.alter_configs([resource], validate_only=True)[resource].result(timeout=TIMEOUT_S)
+    bad = ConfigResource(ConfigResource.Type.TOPIC, topic, set_config={"retention.ms": "soon"})
+    assert error_of(client.alter_configs([bad])[bad]).code() == KafkaError.INVALID_CONFIG
+    missing = ConfigResource(ConfigResource.Type.TOPIC, "ck-alter-no-such-topic", set_config={"retention.ms": "1"})
+    assert error_of(client.alter_configs([missing])[missing]).code() == KafkaError.UNKNOWN_TOPIC_OR_PART
+    configs = describe_topic_config(bootstrap, topic)
+    assert (configs["retention.ms"], configs["retention.bytes"]) == ("604800000", "1048576")
+
+
 def test_topic_created_with_configs_describes_them(shared_broker):
     bootstrap = shared_broker.bootstrap
     create_topic(bootstrap, "ck-with-config", 1, config={"retention.ms": "123456", "max.message.bytes": "2048"})

@@ -7,6 +7,8 @@ client's newest versions among them)."""
 import pytest
 from kafka.protocol.admin.cluster import DescribeClusterRequest, DescribeClusterResponse
 from kafka.protocol.admin.configs import (
+    AlterConfigsRequest,
+    AlterConfigsResponse,
     DescribeConfigsRequest,
     DescribeConfigsResponse,
     IncrementalAlterConfigsRequest,
@@ -192,6 +194,13 @@ def test_configs_and_cluster(shared_broker, advertised):
         return {"resources": [{"resource_type": TOPIC_RESOURCE, "resource_name": topic, "configs": [config]}], "validate_only": False}
 
     sweep(shared_broker, advertised, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse, alter_request)
+
+    def replace_request(version):
+        retention["ms"] = str(7_200_000 + version)
+        config = {"name": "retention.ms", "value": retention["ms"]}
+        return {"resources": [{"resource_type": TOPIC_RESOURCE, "resource_name": topic, "configs": [config]}], "validate_only": False}
+
+    sweep(shared_broker, advertised, AlterConfigsRequest, AlterConfigsResponse, replace_request)
 
     def describe_request(version):
         resource = {"resource_type": TOPIC_RESOURCE, "resource_name": topic, "configuration_keys": None}

@@ -214,6 +214,18 @@ def test_describe_and_alter_retention_ms(shared_broker, admin_client):
     assert topic_configs(admin_client, "kp-configs")["retention.ms"] == "7200000"
 
 
+def test_alter_configs_the_non_incremental_way(shared_broker, admin_client):
+    """`incremental=False` sends AlterConfigs, which replaces every override:
+    kafka-python first reads the topic's overrides and sends them along."""
+    create_topic(admin_client, "kp-configs-old-api", 1, configs={"max.message.bytes": "4096"})
+    admin_client.alter_configs(
+        [ConfigResource(ConfigResourceType.TOPIC, "kp-configs-old-api", configs={"retention.ms": "7200000"})],
+        incremental=False,
+    )
+    configs = topic_configs(admin_client, "kp-configs-old-api")
+    assert (configs["retention.ms"], configs["max.message.bytes"]) == ("7200000", "4096")
+
+
 @pytest.mark.parametrize("name", ["has space", "..", "x" * 250])
 def test_invalid_topic_names(admin_client, name):
     with pytest.raises(InvalidTopicError):

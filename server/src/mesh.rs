@@ -46,10 +46,27 @@ pub enum CoreRequest {
 /// Topic table changes, executed by the controller shard only.
 #[derive(Debug, Clone)]
 pub enum ControllerRequest {
-    CreateTopics { topics: Vec<NewTopic>, validate_only: bool },
-    DeleteTopics { names: Vec<String> },
-    CreatePartitions { changes: Vec<(String, i32)>, validate_only: bool },
-    AlterConfigs { topic: String, set: Vec<(String, String)>, delete: Vec<String>, validate_only: bool },
+    CreateTopics {
+        topics: Vec<NewTopic>,
+        validate_only: bool,
+    },
+    DeleteTopics {
+        names: Vec<String>,
+    },
+    CreatePartitions {
+        changes: Vec<(String, i32)>,
+        validate_only: bool,
+    },
+    /// `replace` (AlterConfigs): the topic's overrides become exactly `set`.
+    /// Otherwise (IncrementalAlterConfigs) `delete` and then `set` apply to
+    /// the overrides it has.
+    AlterConfigs {
+        topic: String,
+        set: Vec<(String, String)>,
+        delete: Vec<String>,
+        replace: bool,
+        validate_only: bool,
+    },
 }
 
 #[derive(Debug, Clone)]

@@ -480,7 +480,7 @@ pub fn plan_change(
                 outcomes.push(ok(&name));
             }
         }
-        ControllerRequest::AlterConfigs { topic, set, delete, validate_only } => {
+        ControllerRequest::AlterConfigs { topic, set, delete, replace, validate_only } => {
             let Some(meta) = table.topics.get_mut(&topic) else {
                 outcomes.push(fail(
                     &topic,
@@ -489,7 +489,7 @@ pub fn plan_change(
                 ));
                 return (outcomes, false);
             };
-            let mut configs = meta.configs.clone();
+            let mut configs = if replace { Default::default() } else { meta.configs.clone() };
             for key in delete {
                 configs.remove(&key);
             }

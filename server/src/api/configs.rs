@@ -1,15 +1,22 @@
-//! DescribeConfigs and IncrementalAlterConfigs for topic configs
-//! (`retention.ms`, `retention.bytes`, `segment.bytes`, `segment.ms`,
-//! `cleanup.policy`, `message.timestamp.type`, `max.message.bytes`,
-//! `index.interval.bytes`). Broker resources are described read-only.
+//! DescribeConfigs, IncrementalAlterConfigs and AlterConfigs for topic
+//! configs (`retention.ms`, `retention.bytes`, `segment.bytes`,
+//! `segment.ms`, `cleanup.policy`, `message.timestamp.type`,
+//! `max.message.bytes`, `index.interval.bytes`). Broker resources are
+//! described read-only.
+//!
+//! AlterConfigs (the API kafkajs' and sarama's admin clients and the older
+//! Java `alterConfigs` use) replaces a topic's whole set of overrides: a
+//! config it does not name goes back to the broker default, as in Kafka.
 
 use std::rc::Rc;
 
 use kafka_protocol::messages::describe_configs_response::{DescribeConfigsResourceResult, DescribeConfigsResult};
 use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::{
-    DescribeConfigsRequest, DescribeConfigsResponse, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
+    alter_configs_response, AlterConfigsRequest, AlterConfigsResponse, DescribeConfigsRequest, DescribeConfigsResponse,
+    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
 };
+use kafka_protocol::protocol::StrBytes;
 
 use super::{decode, respond, str_bytes, Outcome};
 use crate::errors::ErrorCode;
@@ -116,15 +123,6 @@ pub async fn incremental_alter(ctx: &Rc<ShardContext>, request: &Request) -> Out
     };
     let mut responses = Vec::with_capacity(body.resources.len());
     for resource in &body.resources {
-        let mut response = AlterConfigsResourceResponse::default()
-            .with_resource_type(resource.resource_type)
-            .with_resource_name(resource.resource_name.clone());
-        if resource.resource_type != RESOURCE_TOPIC {
-            response.error_code = ErrorCode::InvalidRequest.code();
-            response.error_message = Some(str_bytes("only topic configs can be altered"));
-            responses.push(response);
-            continue;
-        }
         let mut set = Vec::new();
         let mut delete = Vec::new();
         let mut invalid = None;
@@ -141,24 +139,80 @@ pub async fn incremental_alter(ctx: &Rc<ShardContext>, request: &Request) -> Out
                 }
             }
         }
-        if let Some(reason) = invalid {
-            response.error_code = ErrorCode::InvalidConfig.code();
-            response.error_message = Some(str_bytes(&reason));
-            responses.push(response);
-            continue;
-        }
-        let change = ControllerRequest::AlterConfigs {
-            topic: resource.resource_name.to_string(),
-            set,
-            delete,
-            validate_only: body.validate_only,
-        };
-        let outcome = ctx.request_change(change).await.into_iter().next();
-        if let Some(outcome) = outcome {
-            response.error_code = outcome.error_code;
-            response.error_message = outcome.message.as_deref().map(str_bytes);
-        }
-        responses.push(response);
+        let change = Change { set, delete, replace: false, invalid, validate_only: body.validate_only };
+        let (error_code, error_message) = alter_one(ctx, resource.resource_type, &resource.resource_name, change).await;
+        responses.push(
+            AlterConfigsResourceResponse::default()
+                .with_resource_type(resource.resource_type)
+                .with_resource_name(resource.resource_name.clone())
+                .with_error_code(error_code)
+                .with_error_message(error_message),
+        );
     }
     respond(request, &IncrementalAlterConfigsResponse::default().with_responses(responses))
+}
+
+/// AlterConfigs: each topic's overrides become exactly the configs named
+/// (a null value names none).
+pub async fn alter(ctx: &Rc<ShardContext>, request: &Request) -> Outcome {
+    let body: AlterConfigsRequest = match decode(request) {
+        Ok(body) => body,
+        Err(outcome) => return outcome,
+    };
+    let mut responses = Vec::with_capacity(body.resources.len());
+    for resource in &body.resources {
+        let set = resource
+            .configs
+            .iter()
+            .filter_map(|config| config.value.as_ref().map(|value| (config.name.to_string(), value.to_string())))
+            .collect();
+        let change =
+            Change { set, delete: Vec::new(), replace: true, invalid: None, validate_only: body.validate_only };
+        let (error_code, error_message) = alter_one(ctx, resource.resource_type, &resource.resource_name, change).await;
+        responses.push(
+            alter_configs_response::AlterConfigsResourceResponse::default()
+                .with_resource_type(resource.resource_type)
+                .with_resource_name(resource.resource_name.clone())
+                .with_error_code(error_code)
+                .with_error_message(error_message),
+        );
+    }
+    respond(request, &AlterConfigsResponse::default().with_responses(responses))
+}
+
+/// One resource's change, as both alter APIs ask for it.
+struct Change {
+    set: Vec<(String, String)>,
+    delete: Vec<String>,
+    replace: bool,
+    /// Why the request itself is invalid, found while reading it.
+    invalid: Option<String>,
+    validate_only: bool,
+}
+
+/// Applies `change` to one resource through the controller: its error code
+/// and message.
+async fn alter_one(
+    ctx: &Rc<ShardContext>,
+    resource_type: i8,
+    resource_name: &StrBytes,
+    change: Change,
+) -> (i16, Option<StrBytes>) {
+    if resource_type != RESOURCE_TOPIC {
+        return (ErrorCode::InvalidRequest.code(), Some(str_bytes("only topic configs can be altered")));
+    }
+    if let Some(reason) = change.invalid {
+        return (ErrorCode::InvalidConfig.code(), Some(str_bytes(&reason)));
+    }
+    let request = ControllerRequest::AlterConfigs {
+        topic: resource_name.to_string(),
+        set: change.set,
+        delete: change.delete,
+        replace: change.replace,
+        validate_only: change.validate_only,
+    };
+    match ctx.request_change(request).await.into_iter().next() {
+        Some(outcome) => (outcome.error_code, outcome.message.as_deref().map(str_bytes)),
+        None => (ErrorCode::None.code(), None),
+    }
 }
