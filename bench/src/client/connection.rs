@@ -138,8 +138,17 @@ impl FrameReader {
         if size < 4 || size as usize > FRAME_BYTES_MAX {
             return Err(format!("broker {} sent a response frame of {size} bytes", self.address).into());
         }
-        let mut body = vec![0u8; size as usize];
-        self.stream.read_exact(&mut body).map_err(|e| self.io_error("reading a response from", e))?;
+        // Read into spare capacity: zeroing a 32 MiB fetch answer first cost
+        // the consumer as much CPU as copying it.
+        let mut body = Vec::with_capacity(size as usize);
+        (&mut self.stream)
+            .take(size as u64)
+            .read_to_end(&mut body)
+            .map_err(|e| self.io_error("reading a response from", e))?;
+        if body.len() != size as usize {
+            let eof = std::io::Error::from(std::io::ErrorKind::UnexpectedEof);
+            return Err(self.io_error("reading a response from", eof));
+        }
         let mut body = Bytes::from(body);
         let header = ResponseHeader::decode(&mut body, key.response_header_version(version))
             .map_err(|e| format!("broker {} sent an undecodable {key:?} response header: {e}", self.address))?;

@@ -11,6 +11,7 @@
 //! only (a fetch may end in a cut-off batch), decompressing when needed,
 //! and hands each record's value and offset to the caller.
 
+use std::borrow::Cow;
 use std::io::{Read, Write};
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -149,10 +150,12 @@ pub fn compress(codec: Codec, records: &[u8]) -> Result<Vec<u8>, crate::Error> {
     }
 }
 
-fn decompress(attributes: i16, records: &[u8]) -> Result<Vec<u8>, crate::Error> {
-    let via_kafka = |result: Result<Bytes, String>| result.map(|b| b.to_vec()).map_err(crate::Error::from);
+/// The records of a batch, inflated if compressed (borrowed when not: a
+/// consumer reading uncompressed batches copies nothing).
+fn decompress(attributes: i16, records: &[u8]) -> Result<Cow<'_, [u8]>, crate::Error> {
+    let via_kafka = |result: Result<Bytes, String>| result.map(|b| Cow::Owned(b.to_vec())).map_err(crate::Error::from);
     match attributes & 0x7 {
-        0 => Ok(records.to_vec()),
+        0 => Ok(Cow::Borrowed(records)),
         1 => via_kafka(
             <Gzip as Decompressor<Bytes>>::decompress(&mut Bytes::copy_from_slice(records), |b: &mut Bytes| {
                 Ok(b.clone())
@@ -170,9 +173,11 @@ fn decompress(attributes: i16, records: &[u8]) -> Result<Vec<u8>, crate::Error> 
             lz4_flex::frame::FrameDecoder::new(records)
                 .read_to_end(&mut out)
                 .map_err(|e| format!("cannot decompress an lz4 batch: {e}"))?;
-            Ok(out)
+            Ok(Cow::Owned(out))
         }
-        4 => Ok(zstd::stream::decode_all(records).map_err(|e| format!("cannot decompress a zstd batch: {e}"))?),
+        4 => Ok(Cow::Owned(
+            zstd::stream::decode_all(records).map_err(|e| format!("cannot decompress a zstd batch: {e}"))?,
+        )),
         other => Err(format!("batch with unknown compression {other}").into()),
     }
 }
