@@ -4,10 +4,15 @@ partitions with a small max_bytes must read about max_bytes from the disk,
 not every partition up to its partition_max_bytes only to drop most of it
 (`pinion_bytes_out_total` counts what the shards read for fetches), and the
 partitions left out of one response are served by the next ones, so a
-consumer that keeps fetching reads everything, in order, exactly once."""
+consumer that keeps fetching reads everything, in order, exactly once.
+A read from disk that stops at its byte limit reads the partition's next
+window ahead, and the next fetch of that partition starts with it
+(`pinion_read_ahead_hits_total`); `--read-ahead-bytes-max 0` turns that
+off, with the same answers."""
 
 import signal
 
+import pytest
 from kafka.protocol.consumer.fetch import FetchRequest, FetchResponse
 from kafka.record import MemoryRecords
 
@@ -62,8 +67,14 @@ def records_of(data):
     return out
 
 
-def test_a_fetch_reads_about_max_bytes_from_disk_and_every_partition_gets_its_turn(start_broker):
-    broker = start_broker("--num-partitions", str(PARTITIONS), metrics=True)
+def metric_total(broker, name):
+    return sum(value for _, value in scrape(broker)[name])
+
+
+@pytest.mark.parametrize("read_ahead", [True, False], ids=["read-ahead", "no-read-ahead"])
+def test_a_fetch_reads_about_max_bytes_from_disk_and_every_partition_gets_its_turn(start_broker, read_ahead):
+    flags = [] if read_ahead else ["--read-ahead-bytes-max", "0"]
+    broker = start_broker("--num-partitions", str(PARTITIONS), *flags, metrics=True)
     create_topic(broker.bootstrap, TOPIC, PARTITIONS)
     for p in range(PARTITIONS):
         messages = [(b"k", b"%d-%05d-" % (p, i) + b"v" * 1000) for i in range(PER_PARTITION)]
@@ -97,3 +108,9 @@ def test_a_fetch_reads_about_max_bytes_from_disk_and_every_partition_gets_its_tu
     for p in range(PARTITIONS):
         assert [offset for offset, _ in seen[p]] == list(range(PER_PARTITION)), f"partition {p}"
         assert [value[:8] for _, value in seen[p]] == [b"%d-%05d-" % (p, i) for i in range(PER_PARTITION)]
+    windows, hits = metric_total(broker, "pinion_read_aheads_total"), metric_total(broker, "pinion_read_ahead_hits_total")
+    if read_ahead:
+        # Each partition but the last is cut by the fetch's budget at least once.
+        assert windows >= PARTITIONS - 1 and hits >= PARTITIONS - 1, (windows, hits)
+    else:
+        assert (windows, hits) == (0, 0)

@@ -128,6 +128,11 @@ pub struct EngineConfig {
     pub write_behind_bytes_max: usize,
     /// Bytes of recently appended batches kept in memory for tail reads.
     pub cache_bytes_max: usize,
+    /// Bytes a shard may hold in windows read ahead after cold reads that
+    /// stopped at their byte limit, so a consumer catching up finds its
+    /// next fetch in memory (see `read_ahead`). Each log keeps at most one
+    /// window, as large as the read before it (64 KiB to 8 MiB). 0: none.
+    pub read_ahead_bytes_max: usize,
     /// Retention keeps the files of the segments it deletes (as
     /// `<base>.log.recycled`, up to `recycle_bytes_max` per shard) and the
     /// log's next rolls overwrite them instead of creating fresh files:
@@ -165,6 +170,7 @@ impl Default for EngineConfig {
             write_bytes_max: 1 << 20,
             write_behind_bytes_max: 64 << 20,
             cache_bytes_max: 256 << 20,
+            read_ahead_bytes_max: 64 << 20,
             recycle_segments: true,
             recycle_bytes_max: 2 << 30,
             inline_write_logs_max: 16,

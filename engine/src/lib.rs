@@ -23,6 +23,7 @@ pub mod index;
 pub mod io;
 pub mod log;
 pub mod producer_state;
+mod read_ahead;
 pub mod recovery;
 pub mod runtime;
 pub mod segment;

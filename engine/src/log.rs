@@ -23,7 +23,7 @@ use std::io;
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::task::{Context, Poll, Waker};
 
 use bytes::{Bytes, BytesMut};
@@ -33,6 +33,7 @@ use crate::config::{LogConfig, TimestampType};
 use crate::error::AppendError;
 use crate::error::ReadError;
 use crate::io::{align_down, align_up, write_file_atomic, OpenMode, Storage, StorageFile};
+use crate::read_ahead::{Prefetched, ReadAhead, Window};
 use crate::segment::{recycled_path, segment_file_name, Segment, SegmentMeta, WriteDone};
 use crate::shard::Shard;
 
@@ -217,6 +218,9 @@ pub(crate) struct LogState<S: Storage> {
     /// that sync (an overwrite's fdatasync carries no directory change).
     pub dir_renames: u64,
     pub dir_renames_synced: u64,
+    /// The window read after the last cold read that stopped at its byte
+    /// limit (see `read_ahead`).
+    pub read_ahead: Option<ReadAhead<S::File>>,
 }
 
 /// A deleted segment's file waiting under its `.log.recycled` name for a
@@ -1396,8 +1400,13 @@ impl<S: Storage> Log<S> {
             }
             read
         };
-        // Cold read: walk segments from the one holding `offset`.
-        let max_offset = max_offset.min(read.log_end_offset);
+        // Cold read: walk segments from the one holding `offset`, starting
+        // with the window read ahead for it, if there is one.
+        let mut ahead = {
+            let mut st = self.inner.state.borrow_mut();
+            st.read_ahead.take_if(|ahead| ahead.next_offset == offset)
+        };
+        let limits = ReadLimits { offset, max_offset: max_offset.min(read.log_end_offset), max_bytes };
         while let Some(k) = segment_cursor {
             let (file, start, end, base) = {
                 let st = self.inner.state.borrow();
@@ -1410,16 +1419,65 @@ impl<S: Storage> Log<S> {
             // read answers as a read from the tail cache does; but only where
             // the last batch ended (a flush or retention may have run
             // meanwhile, and batches must stay contiguous).
-            if base >= max_offset || (!read.chunks.is_empty() && base != read.next_offset) {
+            if base >= limits.max_offset || (!read.chunks.is_empty() && base != read.next_offset) {
                 break;
             }
-            let limit_reached = read_segment::<S>(&file, start, end, offset, max_offset, max_bytes, &mut read).await?;
-            if limit_reached {
-                break;
+            let prefetched = match ahead.take() {
+                Some(window) if window.is_of(&file, base) => window.finish().await,
+                _ => None,
+            };
+            if prefetched.is_some() {
+                self.inner.shard.stats.borrow_mut().read_ahead_hits += 1;
             }
-            segment_cursor = Some(k + 1);
+            match read_segment::<S>(&file, start, end, &limits, prefetched, &mut read).await? {
+                SegmentStop::End => segment_cursor = Some(k + 1),
+                SegmentStop::MaxOffset => break,
+                SegmentStop::MaxBytes { position } => {
+                    let window = Window {
+                        segment_base: base,
+                        position,
+                        next_offset: read.next_offset,
+                        end,
+                        bytes: read_window_bytes(max_bytes),
+                    };
+                    self.read_ahead(&file, window);
+                    break;
+                }
+            }
         }
         Ok(read)
+    }
+
+    /// Starts reading `window` ahead, in place of the log's last window;
+    /// evicts the shard's oldest windows if the budget is short.
+    fn read_ahead(&self, file: &Rc<S::File>, window: Window) {
+        let shard = &self.inner.shard;
+        let held_max = shard.config.read_ahead_bytes_max;
+        // The old window first: its bytes count against the budget.
+        self.inner.state.borrow_mut().read_ahead = None;
+        let Some((start, stop)) = window.range(file.alignment()) else { return };
+        let bytes = (stop - start) as usize;
+        if bytes > held_max {
+            return;
+        }
+        let mut logs = shard.read_ahead_logs.borrow_mut();
+        let current = |(log, id): &(Weak<LogInner<S>>, u64)| {
+            log.upgrade().is_some_and(|log| log.state.borrow().read_ahead.as_ref().is_some_and(|a| a.id == *id))
+        };
+        logs.retain(current);
+        while shard.read_ahead_held.get() + bytes > held_max {
+            let Some((log, _)) = logs.pop_front() else { break };
+            if let Some(log) = log.upgrade() {
+                log.state.borrow_mut().read_ahead = None;
+            }
+        }
+        let id = shard.next_seq();
+        let ahead = ReadAhead::start(file, id, window, &shard.read_ahead_held, held_max);
+        if ahead.is_some() {
+            shard.stats.borrow_mut().read_aheads += 1;
+            logs.push_back((Rc::downgrade(&self.inner), id));
+        }
+        self.inner.state.borrow_mut().read_ahead = ahead;
     }
 
     /// The earliest offset whose timestamp is at or after `timestamp`, with
@@ -1664,6 +1722,8 @@ impl<S: Storage> Log<S> {
             }
             let keep = st.segment_for(offset.max(st.log_start_offset));
             let doomed: Vec<_> = st.segments.drain(keep + 1..).collect();
+            // The kept segment's bytes past `offset` will be overwritten.
+            st.read_ahead = None;
             (keep, doomed)
         };
         let storage = self.inner.shard.storage.clone();
@@ -1763,6 +1823,7 @@ impl<S: Storage> Log<S> {
                 return Ok(());
             }
             st.closed = true;
+            st.read_ahead = None;
             let active = st.segments.back_mut().expect("active segment");
             active.meta.finish_time_index();
             let active = (
@@ -1831,54 +1892,85 @@ async fn read_exact<S: Storage>(file: &S::File, position: u64, len: usize) -> io
     Ok(buf[from..from + len].to_vec())
 }
 
+/// The limits of one read (see [`Log::read`]).
+struct ReadLimits {
+    offset: i64,
+    max_offset: i64,
+    max_bytes: usize,
+}
+
+/// Why [`read_segment`] stopped.
+enum SegmentStop {
+    /// The segment's written data ended.
+    End,
+    /// At `max_offset`.
+    MaxOffset,
+    /// At `max_bytes`, before the batch at `position`.
+    MaxBytes { position: u64 },
+}
+
+/// How much one disk read of a cold read (or its read-ahead) covers.
+fn read_window_bytes(max_bytes: usize) -> u64 {
+    const WINDOW_BYTES_MIN: u64 = 64 << 10;
+    const WINDOW_BYTES_MAX: u64 = 8 << 20;
+    (max_bytes as u64).clamp(WINDOW_BYTES_MIN, WINDOW_BYTES_MAX)
+}
+
 /// Collects whole batches of one segment file into `read`, starting the
-/// scan at `position` (a batch boundary at or before `offset`) and never
-/// reading at or past `end` (the bytes written to the device). Returns
-/// whether it stopped at `max_offset` or `max_bytes` (rather than at the
-/// end of the segment's data).
+/// scan at `position` (a batch boundary at or before `limits.offset`), or
+/// at the read-ahead window `prefetched` if one was read for this segment,
+/// and never reading at or past `end` (the bytes written to the device).
 async fn read_segment<S: Storage>(
     file: &Rc<S::File>,
     mut position: u64,
     end: u64,
-    offset: i64,
-    max_offset: i64,
-    max_bytes: usize,
+    limits: &ReadLimits,
+    mut prefetched: Option<Prefetched<ReadBufOf<S>>>,
     read: &mut ReadBatches<ReadBufOf<S>>,
-) -> Result<bool, ReadError> {
-    const WINDOW_BYTES_MIN: u64 = 64 << 10;
-    const WINDOW_BYTES_MAX: u64 = 8 << 20;
+) -> Result<SegmentStop, ReadError> {
     let alignment = file.alignment();
-    let mut window = (max_bytes as u64).clamp(WINDOW_BYTES_MIN, WINDOW_BYTES_MAX);
+    let mut window = read_window_bytes(limits.max_bytes);
     // Each pass either returns or moves forward; bound them anyway.
     for _ in 0..1024 {
         if position >= end {
-            return Ok(false);
+            return Ok(SegmentStop::End);
         }
-        let start = align_down(position, alignment);
-        let stop = align_up((position + window).min(end), alignment);
-        let buf = file.read_at(start, (stop - start) as usize).await?;
-        let valid = (buf.len() as u64).min(end - start) as usize;
+        // The bytes of this pass: [start, stop) read, of which those below
+        // `data_end` are the segment's data.
+        let (start, stop, data_end, buf) = match prefetched.take() {
+            Some(window) => {
+                position = window.position;
+                (window.start, window.stop, window.end.min(end), window.buf)
+            }
+            None => {
+                let start = align_down(position, alignment);
+                let stop = align_up((position + window).min(end), alignment);
+                (start, stop, end, file.read_at(start, (stop - start) as usize).await?)
+            }
+        };
+        let valid = (buf.len() as u64).min(data_end.saturating_sub(start)) as usize;
         let mut at = (position - start) as usize;
         let mut grow = false;
         while at + HEADER_BYTES <= valid {
-            let Ok(header) = BatchHeader::parse(&buf[at..valid]) else { return Ok(false) };
+            let Ok(header) = BatchHeader::parse(&buf[at..valid]) else { return Ok(SegmentStop::End) };
             if header.batch_length < (HEADER_BYTES - batch::LOG_OVERHEAD_BYTES) as i32 {
-                return Ok(false);
+                return Ok(SegmentStop::End);
             }
             let size = header.size();
-            let wanted = header.last_offset() >= offset;
-            if wanted
-                && (header.base_offset >= max_offset || (!read.chunks.is_empty() && read.bytes + size > max_bytes))
-            {
+            let wanted = header.last_offset() >= limits.offset;
+            if wanted && header.base_offset >= limits.max_offset {
+                return Ok(SegmentStop::MaxOffset);
+            }
+            if wanted && !read.chunks.is_empty() && read.bytes + size > limits.max_bytes {
                 // A limit is reached: checked before a batch that straddles
                 // the window's end makes it read a new window, which would
                 // otherwise be read only to be thrown away.
-                return Ok(true);
+                return Ok(SegmentStop::MaxBytes { position: start + at as u64 });
             }
             if at + size > valid {
                 if start + (at + size) as u64 > end {
                     // Announced past the written end: nothing more to read.
-                    return Ok(false);
+                    return Ok(SegmentStop::End);
                 }
                 // The batch is larger than what is left of the window.
                 window = window.max(size as u64 + alignment as u64);
@@ -1894,10 +1986,11 @@ async fn read_segment<S: Storage>(
             position = start + at as u64;
         }
         // The segment's data (or the file) ended inside this window.
-        if !grow && (start + valid as u64 >= end || valid < (stop - start) as usize) {
-            return Ok(false);
+        if !grow && (start + valid as u64 >= end || buf.len() < (stop - start) as usize) {
+            return Ok(SegmentStop::End);
         }
-        // Otherwise the window ended first: read on from `position`.
+        // Otherwise the window (or the data read ahead) ended first: read
+        // on from `position`.
     }
-    Ok(false)
+    Ok(SegmentStop::End)
 }

@@ -283,5 +283,6 @@ pub(crate) async fn load<S: Storage>(shard: &Rc<Shard<S>>, dir: &Path, config: L
         recycled,
         dir_renames: 0,
         dir_renames_synced: 0,
+        read_ahead: None,
     })
 }

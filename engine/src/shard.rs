@@ -40,6 +40,9 @@ pub struct EngineStats {
     pub fsyncs: u64,
     pub fsync_time_us_total: u64,
     pub fsync_time_us_max: u64,
+    /// Windows read ahead after cold reads, and the reads that found theirs.
+    pub read_aheads: u64,
+    pub read_ahead_hits: u64,
 }
 
 impl EngineStats {
@@ -72,6 +75,12 @@ pub(crate) struct Shard<S: Storage> {
     /// Appended bytes not yet handed to a write.
     staged_bytes: Cell<usize>,
     cache_bytes: Cell<usize>,
+    /// Bytes held by read-ahead windows (see `read_ahead`), at most
+    /// `config.read_ahead_bytes_max`.
+    pub(crate) read_ahead_held: Rc<Cell<usize>>,
+    /// The logs that started a window, oldest first, with the window's id
+    /// (entries whose window was used or replaced are skipped and pruned).
+    pub(crate) read_ahead_logs: RefCell<VecDeque<(Weak<LogInner<S>>, u64)>>,
     seq: Cell<u64>,
     stopping: Cell<bool>,
     /// Aligned write buffers of `write_bytes_max` bytes, reused by flush
@@ -449,6 +458,8 @@ impl<S: Storage> Engine<S> {
             logs: RefCell::new(Vec::new()),
             staged_bytes: Cell::new(0),
             cache_bytes: Cell::new(0),
+            read_ahead_held: Rc::new(Cell::new(0)),
+            read_ahead_logs: RefCell::new(VecDeque::new()),
             seq: Cell::new(0),
             stopping: Cell::new(false),
             write_buffers: RefCell::new(Vec::new()),
@@ -488,6 +499,12 @@ impl<S: Storage> Engine<S> {
     /// Bytes held by the tail caches of this shard's logs.
     pub fn cache_bytes(&self) -> usize {
         self.shard.cache_bytes.get()
+    }
+
+    /// Bytes held by the windows read ahead after cold reads (at most
+    /// `EngineConfig::read_ahead_bytes_max`).
+    pub fn read_ahead_bytes(&self) -> usize {
+        self.shard.read_ahead_held.get()
     }
 
     /// Closes every open log (flushing and syncing it) and stops the flusher.

@@ -120,6 +120,8 @@ pub struct ServerConfig {
     pub group_initial_rebalance_delay_ms: i32,
     /// Tail cache per shard.
     pub cache_bytes_max: usize,
+    /// Windows read ahead after cold reads, per shard.
+    pub read_ahead_bytes_max: usize,
     /// Retention keeps deleted segment files for later rolls to overwrite
     /// (faster writes, no discard stall on delete), up to
     /// `log_segment_recycling_bytes` per shard.
@@ -164,6 +166,7 @@ impl Default for ServerConfig {
             group_max_session_timeout_ms: 1_800_000,
             group_initial_rebalance_delay_ms: 0,
             cache_bytes_max: engine.cache_bytes_max,
+            read_ahead_bytes_max: engine.read_ahead_bytes_max,
             log_segment_recycling: engine.recycle_segments,
             log_segment_recycling_bytes: engine.recycle_bytes_max,
         }
@@ -230,6 +233,11 @@ pub struct ServeArgs {
     /// Tail cache per shard in bytes [default: 268435456]
     #[arg(long, value_name = "BYTES")]
     pub cache_bytes_max: Option<usize>,
+    /// Bytes per shard of the windows read ahead after cold reads, so that
+    /// a consumer far behind the tail finds its next fetch in memory; 0
+    /// turns read-ahead off [default: 67108864]
+    #[arg(long, value_name = "BYTES")]
+    pub read_ahead_bytes_max: Option<usize>,
     /// Keep the files of segments deleted by retention and overwrite them
     /// at later rolls instead of creating new files (up to
     /// --log-segment-recycling-bytes of disk per shard): true|false
@@ -297,6 +305,7 @@ impl ServerConfig {
         take!(log_retention_ms, log_retention_bytes, log_segment_bytes, message_max_bytes, log_segment_recycling);
         take!(log_segment_recycling_bytes, transparent_hugepages);
         take!(log_retention_check_interval_ms, flush_linger_us, cache_bytes_max, spin_before_park_us, startup_checks);
+        take!(read_ahead_bytes_max);
         take!(offsets_topic_num_partitions, offsets_retention_minutes, group_min_session_timeout_ms);
         take!(group_max_session_timeout_ms, group_initial_rebalance_delay_ms, offsets_retention_check_interval_ms);
         if args.offsets_retention_ms.is_some() {
@@ -405,6 +414,7 @@ impl ServerConfig {
             flush_bytes: self.flush_bytes,
             write_bytes_max: self.write_bytes_max,
             cache_bytes_max: self.cache_bytes_max,
+            read_ahead_bytes_max: self.read_ahead_bytes_max,
             recycle_segments: self.log_segment_recycling,
             recycle_bytes_max: self.log_segment_recycling_bytes,
             ..EngineConfig::default()

@@ -77,6 +77,7 @@ impl ShardMetrics {
         &self,
         engine: &EngineStats,
         cache_bytes: usize,
+        read_ahead_bytes: usize,
         partitions: &[(String, i32, i64)],
         mesh_sent: u64,
     ) -> String {
@@ -97,6 +98,9 @@ impl ShardMetrics {
             ("pinion_flushes_total", engine.write_rounds),
             ("pinion_fsyncs_total", engine.fsyncs),
             ("pinion_cache_bytes", cache_bytes as u64),
+            ("pinion_read_aheads_total", engine.read_aheads),
+            ("pinion_read_ahead_hits_total", engine.read_ahead_hits),
+            ("pinion_read_ahead_bytes", read_ahead_bytes as u64),
         ];
         for (name, value) in counters {
             let _ = writeln!(out, "{name}{{shard=\"{shard}\"}} {value}");
@@ -141,6 +145,11 @@ pub fn header() -> &'static str {
      # TYPE pinion_flushes_total counter\n\
      # TYPE pinion_fsyncs_total counter\n\
      # TYPE pinion_cache_bytes gauge\n\
+     # HELP pinion_read_aheads_total Windows read ahead after reads from disk that stopped at their byte limit.\n\
+     # TYPE pinion_read_aheads_total counter\n\
+     # HELP pinion_read_ahead_hits_total Reads from disk that started with the window read ahead for them.\n\
+     # TYPE pinion_read_ahead_hits_total counter\n\
+     # TYPE pinion_read_ahead_bytes gauge\n\
      # TYPE pinion_flush_time_seconds_total counter\n\
      # TYPE pinion_fsync_time_seconds_total counter\n\
      # TYPE pinion_fsync_time_seconds_max gauge\n\

@@ -363,7 +363,13 @@ impl ShardContext {
     pub fn metrics_text(&self) -> String {
         let partitions: Vec<(String, i32, i64)> =
             self.partitions.borrow().iter().map(|((t, p), log)| (t.clone(), *p, log.log_end_offset())).collect();
-        self.metrics.render(&self.engine.stats(), self.engine.cache_bytes(), &partitions, self.mesh.sent.get())
+        self.metrics.render(
+            &self.engine.stats(),
+            self.engine.cache_bytes(),
+            self.engine.read_ahead_bytes(),
+            &partitions,
+            self.mesh.sent.get(),
+        )
     }
 }
 
