@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of pinion, from a fresh machine: formatting, lints, unit,
 # scenario, crash and property tests of every crate. Installs what the tests
-# need first: kcat (apt) and a Python venv with the real Kafka clients (pip),
-# for the black-box tests of `pinion serve` in tests/.
+# need first: kcat (apt), a Python venv with the real Kafka clients (pip) and
+# kafkajs (npm), for the black-box tests of `pinion serve` in tests/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
@@ -55,6 +55,11 @@ if [ ! -x .venv/bin/python ]; then
   fi
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+# kafkajs (tests/test_kafkajs.py) runs in Node, from tests/js's lockfile.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  apt_install nodejs npm
+fi
+(cd tests/js && npm ci --no-audit --no-fund)
 cargo build -p pinion-server
 export PINION_BIN="${PINION_BIN:-${CARGO_TARGET_DIR:-target}/debug/pinion}"
 .venv/bin/python -m pytest -q tests/
