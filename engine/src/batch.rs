@@ -4,6 +4,9 @@
 //! header fields are rewritten, and both lie outside the CRC-32C:
 //! `base_offset` (assigned by the log) and `partition_leader_epoch`.
 //! The broker never decompresses or re-encodes a batch on the hot path.
+//! `max_timestamp` (inside the CRC) is rewritten only for LogAppendTime
+//! topics and for a batch that announces one below its first timestamp
+//! (see `Log::append`), with the CRC recomputed.
 //!
 //! Byte layout (big-endian), header of [`HEADER_BYTES`] = 61 bytes:
 //!
@@ -458,6 +461,13 @@ pub fn set_log_append_time(batch: &mut [u8], now_ms: i64) {
     let attributes = be_i16(batch, ATTRIBUTES_AT) | TIMESTAMP_TYPE_LOG_APPEND_BIT;
     batch[ATTRIBUTES_AT..ATTRIBUTES_AT + 2].copy_from_slice(&attributes.to_be_bytes());
     batch[MAX_TIMESTAMP_AT..MAX_TIMESTAMP_AT + 8].copy_from_slice(&now_ms.to_be_bytes());
+    let crc = compute_crc(batch);
+    batch[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+}
+
+/// Writes `max_timestamp` and the CRC it changes.
+pub fn set_max_timestamp(batch: &mut [u8], max_timestamp: i64) {
+    batch[MAX_TIMESTAMP_AT..MAX_TIMESTAMP_AT + 8].copy_from_slice(&max_timestamp.to_be_bytes());
     let crc = compute_crc(batch);
     batch[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
 }
