@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of pinion, from a fresh machine: formatting, lints, unit,
 # scenario, crash and property tests of every crate. Installs what the tests
-# need first: kcat (apt), a Python venv with the real Kafka clients (pip) and
-# kafkajs (npm), for the black-box tests of `pinion serve` in tests/.
+# need first: kcat, Go and sarama (apt), a Python venv with the real Kafka
+# clients (pip) and kafkajs (npm), for the black-box tests of `pinion serve`
+# in tests/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
@@ -45,6 +46,12 @@ apt_install() {
 }
 if ! command -v kcat >/dev/null 2>&1; then
   apt_install kcat
+fi
+# Go and sarama 1.22 (Debian's packages) for tests/test_sarama.py, which
+# builds its driver offline in GOPATH mode; gcc and libc6-dev are for cgo
+# (sarama's zstd), which golang-go only recommends.
+if ! command -v go >/dev/null 2>&1 || [ ! -d /usr/share/gocode/src/github.com/Shopify/sarama ]; then
+  apt_install golang-go golang-github-shopify-sarama-dev gcc libc6-dev
 fi
 if [ ! -x .venv/bin/python ]; then
   # Debian's python3 needs python3-venv for ensurepip.
