@@ -195,6 +195,10 @@ pub struct EngineArgs {
     /// Override EngineConfig::cache_bytes_max.
     #[arg(long)]
     pub cache_bytes_max: Option<usize>,
+    /// Override EngineConfig::read_ahead_bytes_max (0: cold reads read
+    /// no window ahead).
+    #[arg(long, value_name = "BYTES")]
+    pub read_ahead_bytes_max: Option<usize>,
     /// Override EngineConfig::recycle_segments: true|false.
     #[arg(long, value_name = "BOOL")]
     pub recycle_segments: Option<bool>,
@@ -227,6 +231,9 @@ impl EngineArgs {
         }
         if let Some(v) = self.cache_bytes_max {
             config.cache_bytes_max = v;
+        }
+        if let Some(v) = self.read_ahead_bytes_max {
+            config.read_ahead_bytes_max = v;
         }
         if let Some(v) = self.recycle_segments {
             config.recycle_segments = v;
@@ -281,6 +288,7 @@ pub struct ConfigEcho {
     pub write_bytes_max: usize,
     pub write_behind_bytes_max: usize,
     pub cache_bytes_max: usize,
+    pub read_ahead_bytes_max: usize,
     pub recycle_segments: bool,
     pub recycle_bytes_max: u64,
     pub placement: String,
@@ -448,6 +456,7 @@ pub fn run(args: EngineArgs) -> Result<(), crate::Error> {
         write_bytes_max: config.write_bytes_max,
         write_behind_bytes_max: config.write_behind_bytes_max,
         cache_bytes_max: config.cache_bytes_max,
+        read_ahead_bytes_max: config.read_ahead_bytes_max,
         recycle_segments: config.recycle_segments,
         recycle_bytes_max: config.recycle_bytes_max,
         placement: placement_name,

@@ -1400,6 +1400,13 @@ impl<S: Storage> Log<S> {
                         read.next_offset = cached.last_offset + 1;
                         read.chunks.push(Chunk::Memory(cached.bytes.clone()));
                     }
+                    // A reader that got to the tail cache no longer needs
+                    // the window it left behind on disk.
+                    let passed = st.read_ahead.as_ref().is_some_and(|ahead| ahead.next_offset <= offset);
+                    drop(st);
+                    if passed {
+                        self.inner.state.borrow_mut().read_ahead = None;
+                    }
                     return Ok(read);
                 }
                 _ => segment_cursor = Some(st.segment_for(offset)),
@@ -1446,7 +1453,13 @@ impl<S: Storage> Log<S> {
                         end,
                         bytes: read_window_bytes(max_bytes),
                     };
-                    self.read_ahead(&file, window);
+                    if self.read_ahead(&file, window) {
+                        // Let the window's task issue its read now, not when
+                        // this task next waits (a reader that copies what it
+                        // got before asking again might never wait before
+                        // its next read, which would then wait for all of it).
+                        futures_lite::future::yield_now().await;
+                    }
                     break;
                 }
             }
@@ -1455,16 +1468,17 @@ impl<S: Storage> Log<S> {
     }
 
     /// Starts reading `window` ahead, in place of the log's last window;
-    /// evicts the shard's oldest windows if the budget is short.
-    fn read_ahead(&self, file: &Rc<S::File>, window: Window) {
+    /// evicts the shard's oldest windows if the budget is short. Returns
+    /// whether a window was started.
+    fn read_ahead(&self, file: &Rc<S::File>, window: Window) -> bool {
         let shard = &self.inner.shard;
         let held_max = shard.config.read_ahead_bytes_max;
         // The old window first: its bytes count against the budget.
         self.inner.state.borrow_mut().read_ahead = None;
-        let Some((start, stop)) = window.range(file.alignment()) else { return };
+        let Some((start, stop)) = window.range(file.alignment()) else { return false };
         let bytes = (stop - start) as usize;
         if bytes > held_max {
-            return;
+            return false;
         }
         let mut logs = shard.read_ahead_logs.borrow_mut();
         let current = |(log, id): &(Weak<LogInner<S>>, u64)| {
@@ -1479,11 +1493,13 @@ impl<S: Storage> Log<S> {
         }
         let id = shard.next_seq();
         let ahead = ReadAhead::start(file, id, window, &shard.read_ahead_held, held_max);
-        if ahead.is_some() {
+        let started = ahead.is_some();
+        if started {
             shard.stats.borrow_mut().read_aheads += 1;
             logs.push_back((Rc::downgrade(&self.inner), id));
         }
         self.inner.state.borrow_mut().read_ahead = ahead;
+        started
     }
 
     /// The earliest offset whose timestamp is at or after `timestamp`, with

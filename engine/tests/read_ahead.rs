@@ -2,9 +2,9 @@
 //! stopped (at its byte limit) finds that window already read, and gets the
 //! same batches it would have got from the device; a window whose read
 //! failed is read again; truncation drops a window whose bytes it will
-//! overwrite; the shard's windows stay within `read_ahead_bytes_max`, the
-//! oldest making room for new ones; and with a budget of 0 nothing is read
-//! ahead.
+//! overwrite; a reader that got to the tail cache leaves no window behind;
+//! the shard's windows stay within `read_ahead_bytes_max`, the oldest
+//! making room for new ones; and with a budget of 0 nothing is read ahead.
 
 mod common;
 
@@ -132,6 +132,27 @@ fn truncation_drops_the_window_it_would_make_stale() {
         assert!(log.reads_from_disk(next), "the new batches at {next} are read from the device");
         read_checked(&log, &now, next, 100_000).await;
         assert_eq!(engine.stats().read_ahead_hits, 0, "the stale window was not used");
+        engine.shutdown().await;
+    });
+}
+
+#[test]
+fn a_reader_at_the_tail_cache_leaves_no_window_behind() {
+    run("read-ahead-caught-up", || async {
+        let sim = SimStorage::new(6);
+        let clock = ManualClock::new(1_000_000);
+        let engine = start_sim(&sim, &clock).await;
+        let log = engine.open_log(&dir(0), config()).await.unwrap();
+        let mut sent = append_log(&log, 0, 30).await;
+        let log = reopened(&engine, log, &dir(0)).await;
+        let next = read_checked(&log, &sent, 0, 100_000).await;
+        assert!(engine.read_ahead_bytes() > 0, "a window from {next} on");
+        // New batches land in the tail cache; the reader jumps to them.
+        sent.extend(append_log(&log, 100, 5).await);
+        let tail = sent[30].base_offset;
+        assert!(!log.reads_from_disk(tail));
+        read_checked(&log, &sent, tail, 100_000).await;
+        assert_eq!(engine.read_ahead_bytes(), 0, "the window it passed was dropped");
         engine.shutdown().await;
     });
 }
