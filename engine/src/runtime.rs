@@ -96,13 +96,11 @@ pub async fn reactor_turn() {
 /// `placement`, with this project's `io_memory`, and returns its output.
 pub fn run_executor<F, Fut, T>(name: &str, placement: Placement, make: F) -> Result<T, StartError>
 where
-    F: FnOnce() -> Fut + Send + Clone + 'static,
+    F: FnOnce() -> Fut + Send + 'static,
     Fut: std::future::Future<Output = T> + 'static,
     T: Send + 'static,
 {
-    spawn_executor(name, placement, make)?
-        .join()
-        .map_err(|e| StartError::Executor(format!("executor thread failed: {e:?}")))
+    spawn_executor(name, placement, make)?.join()
 }
 
 /// How an executor behaves when it runs out of work.
@@ -113,15 +111,36 @@ pub struct ExecutorOptions {
     pub spin_before_park: Option<Duration>,
 }
 
+/// An executor's thread (see [`spawn_executor_with`]).
+#[derive(Debug)]
+pub struct ExecutorThread<T>(std::thread::JoinHandle<Result<T, StartError>>);
+
+impl<T> ExecutorThread<T> {
+    /// Waits for the executor's future; an error if the executor could not
+    /// be built or its thread panicked.
+    pub fn join(self) -> Result<T, StartError> {
+        self.0.join().map_err(|panic| {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "no message".to_string());
+            StartError::Executor(format!("executor thread panicked: {message}"))
+        })?
+    }
+
+    /// Whether the thread has ended (its future finished, or the executor
+    /// could not be built).
+    pub fn is_finished(&self) -> bool {
+        self.0.is_finished()
+    }
+}
+
 /// Starts `make()`'s future on a new executor thread placed at `placement`
 /// and returns its handle without waiting.
-pub fn spawn_executor<F, Fut, T>(
-    name: &str,
-    placement: Placement,
-    make: F,
-) -> Result<glommio::ExecutorJoinHandle<T>, StartError>
+pub fn spawn_executor<F, Fut, T>(name: &str, placement: Placement, make: F) -> Result<ExecutorThread<T>, StartError>
 where
-    F: FnOnce() -> Fut + Send + Clone + 'static,
+    F: FnOnce() -> Fut + Send + 'static,
     Fut: std::future::Future<Output = T> + 'static,
     T: Send + 'static,
 {
@@ -129,38 +148,85 @@ where
 }
 
 /// [`spawn_executor`] with explicit [`ExecutorOptions`].
+///
+/// The executor is built on its own thread, and building it is retried
+/// there for a while: right after other executors were torn down, glommio
+/// can fail to build one (a misleading "kernel too old" error, see
+/// DESIGN.md). A thread whose executor cannot be built ends with the error.
 pub fn spawn_executor_with<F, Fut, T>(
     name: &str,
     placement: Placement,
     options: ExecutorOptions,
     make: F,
-) -> Result<glommio::ExecutorJoinHandle<T>, StartError>
+) -> Result<ExecutorThread<T>, StartError>
 where
-    F: FnOnce() -> Fut + Send + Clone + 'static,
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = T> + 'static,
+    T: Send + 'static,
+{
+    spawn_executor_attempts(name, placement, options, 20, make)
+}
+
+/// [`spawn_executor_with`], trying to build the executor `attempts` times.
+fn spawn_executor_attempts<F, Fut, T>(
+    name: &str,
+    placement: Placement,
+    options: ExecutorOptions,
+    attempts: u64,
+    make: F,
+) -> Result<ExecutorThread<T>, StartError>
+where
+    F: FnOnce() -> Fut + Send + 'static,
     Fut: std::future::Future<Output = T> + 'static,
     T: Send + 'static,
 {
     check_memlock(1)?;
-    let mut last_error = String::new();
-    for attempt in 0..20u64 {
-        let mut builder = LocalExecutorBuilder::new(placement.clone()).name(name).io_memory(IO_MEMORY_BYTES);
-        if let Some(spin) = options.spin_before_park {
-            builder = builder.spin_before_park(spin);
-        }
-        match builder.spawn(make.clone()) {
-            Ok(handle) => return Ok(handle),
-            Err(e) => {
-                last_error = e.to_string();
-                std::thread::sleep(Duration::from_millis(25 * (attempt + 1)));
+    let executor_name = name.to_string();
+    let thread = std::thread::Builder::new()
+        .name(name.to_string())
+        .spawn(move || {
+            let mut last_error = String::new();
+            for attempt in 0..attempts {
+                let mut builder =
+                    LocalExecutorBuilder::new(placement.clone()).name(&executor_name).io_memory(IO_MEMORY_BYTES);
+                if let Some(spin) = options.spin_before_park {
+                    builder = builder.spin_before_park(spin);
+                }
+                match builder.make() {
+                    Ok(executor) => return Ok(executor.run(async move { make().await })),
+                    Err(e) => {
+                        last_error = e.to_string();
+                        std::thread::sleep(Duration::from_millis(25 * (attempt + 1)));
+                    }
+                }
             }
-        }
-    }
-    Err(StartError::Executor(last_error))
+            Err(StartError::Executor(format!(
+                "cannot build executor {executor_name} ({attempts} attempts): {last_error}"
+            )))
+        })
+        .map_err(|e| StartError::Executor(format!("cannot start a thread for executor {name}: {e}")))?;
+    Ok(ExecutorThread(thread))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_executor_that_cannot_be_built_ends_its_thread_with_the_error() {
+        // No such CPU: building the executor fails every time.
+        let placement = Placement::Fixed(1 << 20);
+        let thread = spawn_executor_attempts("nowhere", placement, ExecutorOptions::default(), 2, || async {})
+            .expect("the thread starts");
+        let error: StartError = thread.join().expect_err("no such CPU");
+        assert!(error.to_string().contains("cannot build executor nowhere (2 attempts)"), "{error}");
+    }
+
+    #[test]
+    fn an_executor_runs_its_future_and_returns_the_output() {
+        let thread = spawn_executor("adder", Placement::Unbound, || async { 20 + 22 }).expect("the thread starts");
+        assert_eq!(thread.join().expect("it ran"), 42);
+    }
 
     #[test]
     fn too_low_memlock_is_one_line_with_the_remedy() {

@@ -138,10 +138,18 @@ pub fn run(mut config: ServerConfig, stop: Arc<AtomicBool>) -> Result<(), String
         .map_err(|e| e.to_string())?;
         handles.push(handle);
     }
+    // Joined as they end, not in order: a shard that could not start (its
+    // executor, or its engine) must stop the others, which may be waiting
+    // for it.
     let mut first_error = None;
-    for handle in handles {
-        let result = handle.join().map_err(|e| format!("shard thread failed: {e:?}")).and_then(|r| r);
+    while !handles.is_empty() {
+        let Some(at) = handles.iter().position(|h| h.is_finished()) else {
+            std::thread::sleep(Duration::from_millis(20));
+            continue;
+        };
+        let result = handles.swap_remove(at).join().map_err(|e| format!("shard thread failed: {e}")).and_then(|r| r);
         if let Err(e) = result {
+            stop.store(true, Ordering::SeqCst);
             first_error.get_or_insert(e);
         }
     }
@@ -164,7 +172,17 @@ async fn run_shard(
     let shard_count = config.shard_count();
     let (senders, receivers) = match mesh {
         Some(mesh) => {
-            let (senders, receivers) = mesh.join().await.map_err(|_| "cannot join the shard mesh".to_string())?;
+            // Every shard waits here for all the others: if one of them
+            // cannot start, `stop` is set and the rest give up.
+            let joined = futures_lite::future::or(async { Some(mesh.join().await) }, async {
+                until_stopped(&stop).await;
+                None
+            })
+            .await;
+            let Some(joined) = joined else {
+                return Err("another shard failed to start; stopping".to_string());
+            };
+            let (senders, receivers) = joined.map_err(|_| "cannot join the shard mesh".to_string())?;
             (Some(senders), Some(receivers))
         }
         None => (None, None),
@@ -199,9 +217,7 @@ async fn run_shard(
         }
         _ => None,
     };
-    while !stop.load(Ordering::SeqCst) {
-        glommio::timer::sleep(Duration::from_millis(50)).await;
-    }
+    until_stopped(&stop).await;
     tracing::info!(shard = shard_id, "shutting down");
     acceptor.cancel().await;
     retention.cancel().await;
@@ -214,6 +230,13 @@ async fn run_shard(
     ctx.engine.shutdown().await;
     ctx.mesh.fail_pending();
     Ok(())
+}
+
+/// Resolves once `stop` is set (checked every 50 ms).
+async fn until_stopped(stop: &AtomicBool) {
+    while !stop.load(Ordering::SeqCst) {
+        glommio::timer::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Serves work other shards send: each request runs as its own task.
