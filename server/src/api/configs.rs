@@ -10,13 +10,16 @@
 
 use std::rc::Rc;
 
-use kafka_protocol::messages::describe_configs_response::{DescribeConfigsResourceResult, DescribeConfigsResult};
+use kafka_protocol::messages::describe_configs_response::{
+    DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
+};
 use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::{
     alter_configs_response, AlterConfigsRequest, AlterConfigsResponse, DescribeConfigsRequest, DescribeConfigsResponse,
     IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
 };
 use kafka_protocol::protocol::StrBytes;
+use pinion_engine::LogConfig;
 
 use super::{decode, respond, str_bytes, Outcome};
 use crate::errors::ErrorCode;
@@ -27,11 +30,14 @@ use crate::topics::{config_value, validate_topic_name, TOPIC_CONFIG_KEYS};
 
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
-/// config_source values: 1 topic override, 5 broker default.
+/// config_source values: 1 a topic's override, 4 set in the broker's
+/// configuration (flags or file), 5 the built-in default.
 const SOURCE_TOPIC: i8 = 1;
+const SOURCE_STATIC_BROKER: i8 = 4;
 const SOURCE_DEFAULT: i8 = 5;
 /// The broker-level name of a topic config (what Kafka's DescribeConfigs
-/// shows for a BROKER resource): the default every topic starts from.
+/// shows for a BROKER resource, and as a topic config's synonym): the
+/// default every topic starts from.
 fn broker_name(topic_key: &str) -> &'static str {
     match topic_key {
         "retention.ms" => "log.retention.ms",
@@ -39,6 +45,9 @@ fn broker_name(topic_key: &str) -> &'static str {
         "segment.bytes" => "log.segment.bytes",
         "segment.ms" => "log.roll.ms",
         "cleanup.policy" => "log.cleanup.policy",
+        "delete.retention.ms" => "log.cleaner.delete.retention.ms",
+        "min.cleanable.dirty.ratio" => "log.cleaner.min.cleanable.ratio",
+        "min.compaction.lag.ms" => "log.cleaner.min.compaction.lag.ms",
         "message.timestamp.type" => "log.message.timestamp.type",
         "max.message.bytes" => "message.max.bytes",
         "index.interval.bytes" => "log.index.interval.bytes",
@@ -46,12 +55,24 @@ fn broker_name(topic_key: &str) -> &'static str {
     }
 }
 
-/// config_type values (v3+): 3 INT, 5 LONG, 2 STRING.
+/// config_type values (v3+): 3 INT, 5 LONG, 2 STRING, 6 DOUBLE.
 fn config_type(key: &str) -> i8 {
     match key {
         "cleanup.policy" | "message.timestamp.type" => 2,
         "max.message.bytes" | "segment.bytes" | "index.interval.bytes" => 3,
+        "min.cleanable.dirty.ratio" => 6,
         _ => 5,
+    }
+}
+
+/// Where the broker-level value of `key` comes from: the broker's own
+/// configuration if it differs from the built-in default.
+fn broker_source(defaults: &LogConfig, key: &str) -> i8 {
+    let empty = Default::default();
+    if config_value(defaults, &empty, key) == config_value(&LogConfig::default(), &empty, key) {
+        SOURCE_DEFAULT
+    } else {
+        SOURCE_STATIC_BROKER
     }
 }
 
@@ -97,11 +118,23 @@ pub fn describe(ctx: &Rc<ShardContext>, request: &Request) -> Outcome {
                     continue;
                 }
                 let Some((value, is_default)) = config_value(&defaults, &overrides, key.name) else { continue };
+                let default_source = broker_source(&defaults, key.name);
                 let mut entry = DescribeConfigsResourceResult::default()
                     .with_name(str_bytes(shown_name))
                     .with_value(Some(str_bytes(&value)))
                     .with_read_only(resource.resource_type == RESOURCE_BROKER)
-                    .with_config_source(if is_default { SOURCE_DEFAULT } else { SOURCE_TOPIC });
+                    .with_config_source(if is_default { default_source } else { SOURCE_TOPIC });
+                if body.include_synonyms {
+                    // As Kafka lists them: the value in effect first, then
+                    // what it overrides.
+                    if !is_default {
+                        entry.synonyms.push(synonym(key.name, &value, SOURCE_TOPIC));
+                    }
+                    let empty = Default::default();
+                    if let Some((broker_value, _)) = config_value(&defaults, &empty, key.name) {
+                        entry.synonyms.push(synonym(broker_name(key.name), &broker_value, default_source));
+                    }
+                }
                 if request.api_version >= 3 {
                     entry.config_type = config_type(key.name);
                     if body.include_documentation {
@@ -114,6 +147,10 @@ pub fn describe(ctx: &Rc<ShardContext>, request: &Request) -> Outcome {
         results.push(result);
     }
     respond(request, &DescribeConfigsResponse::default().with_results(results))
+}
+
+fn synonym(name: &str, value: &str, source: i8) -> DescribeConfigsSynonym {
+    DescribeConfigsSynonym::default().with_name(str_bytes(name)).with_value(Some(str_bytes(value))).with_source(source)
 }
 
 pub async fn incremental_alter(ctx: &Rc<ShardContext>, request: &Request) -> Outcome {
