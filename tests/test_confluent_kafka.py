@@ -11,6 +11,7 @@ from confluent_kafka.admin import (
     AlterConfigOpType,
     ConfigEntry,
     ConfigResource,
+    ConfigSource,
     NewPartitions,
     NewTopic,
     OffsetSpec,
@@ -271,6 +272,23 @@ def test_alter_configs_replaces_every_override(shared_broker):
     assert error_of(client.alter_configs([missing])[missing]).code() == KafkaError.UNKNOWN_TOPIC_OR_PART
     configs = describe_topic_config(bootstrap, topic)
     assert (configs["retention.ms"], configs["retention.bytes"]) == ("604800000", "1048576")
+
+
+def test_config_sources_say_where_each_value_comes_from(shared_broker):
+    """A topic's override, a default the broker was given (the test brokers
+    run with --log-segment-bytes) and a built-in default, as Kafka tells them."""
+    bootstrap = shared_broker.bootstrap
+    create_topic(bootstrap, "ck-config-sources", 1, config={"retention.ms": "123456"})
+    resource = ConfigResource(ConfigResource.Type.TOPIC, "ck-config-sources")
+    client = admin(bootstrap)
+    entries = client.describe_configs([resource])[resource].result(timeout=TIMEOUT_S)
+    sources = {name: ConfigSource(entries[name].source) for name in ("retention.ms", "segment.bytes", "cleanup.policy")}
+    assert sources == {
+        "retention.ms": ConfigSource.DYNAMIC_TOPIC_CONFIG,
+        "segment.bytes": ConfigSource.STATIC_BROKER_CONFIG,
+        "cleanup.policy": ConfigSource.DEFAULT_CONFIG,
+    }
+    assert entries["segment.bytes"].value == str(4 << 20)
 
 
 def test_topic_created_with_configs_describes_them(shared_broker):
