@@ -1899,12 +1899,12 @@ impl<S: Storage> Log<S> {
 }
 
 /// Sets the max timestamp of a CreateTime batch that announces one below
-/// its first timestamp (sarama 1.22, the Go client Debian ships, sends -1) to its records' real
-/// maximum, as Kafka's append does for every batch: lookups by time, the
-/// time index and retention by time all go by it, and with -1 a lookup
-/// skipped the batch and retention never deleted its segment. A valid
-/// batch never takes this path; a compressed one is inflated here (and
-/// only here) to read its records' timestamps.
+/// its first timestamp (sarama 1.22, the Go client Debian ships, sends -1)
+/// to its records' real maximum, as Kafka's append does for every batch:
+/// lookups by time, the time index and retention by time all go by it, and
+/// with -1 a lookup skipped the batch and retention never deleted its
+/// segment. A valid batch never takes this path; a compressed one is
+/// inflated here (and only here) to read its records' timestamps.
 fn repair_max_timestamp(bytes: &mut [u8], header: &mut BatchHeader) {
     if header.max_timestamp >= header.base_timestamp || header.is_log_append_time() || header.records_count <= 0 {
         return;

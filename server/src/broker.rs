@@ -180,7 +180,10 @@ async fn run_shard(
             })
             .await;
             let Some(joined) = joined else {
-                return Err("another shard failed to start; stopping".to_string());
+                // Stopped before every shard started: by a signal, or by a
+                // shard that failed (whose error is the broker's).
+                tracing::info!("stopped while the shards were starting");
+                return Ok(());
             };
             let (senders, receivers) = joined.map_err(|_| "cannot join the shard mesh".to_string())?;
             (Some(senders), Some(receivers))

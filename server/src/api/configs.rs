@@ -1,12 +1,13 @@
-//! DescribeConfigs, IncrementalAlterConfigs and AlterConfigs for topic
-//! configs (`retention.ms`, `retention.bytes`, `segment.bytes`,
-//! `segment.ms`, `cleanup.policy`, `message.timestamp.type`,
-//! `max.message.bytes`, `index.interval.bytes`). Broker resources are
-//! described read-only.
+//! DescribeConfigs, IncrementalAlterConfigs and AlterConfigs for the topic
+//! configs of [`TOPIC_CONFIG_KEYS`]. Broker resources are described
+//! read-only, under Kafka's broker-level names (`log.retention.ms`...).
+//! Each value says where it comes from (a topic's override, the broker's
+//! flags or file, the built-in default) and, when asked, its synonyms.
 //!
-//! AlterConfigs (the API kafkajs' and sarama's admin clients and the older
-//! Java `alterConfigs` use) replaces a topic's whole set of overrides: a
-//! config it does not name goes back to the broker default, as in Kafka.
+//! AlterConfigs (the API kafkajs', sarama's and aiokafka's admin clients
+//! and the older Java `alterConfigs` use) replaces a topic's whole set of
+//! overrides: a config it does not name goes back to the broker default,
+//! as in Kafka.
 
 use std::rc::Rc;
 
