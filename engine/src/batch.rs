@@ -472,6 +472,29 @@ pub fn set_max_timestamp(batch: &mut [u8], max_timestamp: i64) {
     batch[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
 }
 
+/// Sets the max timestamp of a CreateTime batch that announces one below
+/// its first timestamp (sarama 1.22, the Go client Debian ships, sends -1)
+/// to its records' real maximum, with the CRC, as Kafka's append does for
+/// every batch: lookups by time, the time index and retention by time all
+/// go by it, and with -1 a lookup skipped the batch and retention never
+/// deleted its segment. A valid batch never takes this path; a compressed
+/// one is inflated here (bounded, and the only append path that inflates)
+/// to read its records' timestamps. Records that do not parse leave the
+/// batch as it is. Returns whether it was changed; `header` follows.
+pub fn repair_max_timestamp(bytes: &mut [u8], header: &mut BatchHeader) -> bool {
+    if header.max_timestamp >= header.base_timestamp || header.is_log_append_time() || header.records_count <= 0 {
+        return false;
+    }
+    let Some(records) = crate::compaction::records_of(bytes, header) else { return false };
+    let Some(deltas) = record_deltas(&records, header.records_count) else { return false };
+    let Some(max_delta) = deltas.iter().map(|&(_, timestamp_delta)| timestamp_delta).max() else { return false };
+    let max_timestamp = header.base_timestamp.saturating_add(max_delta);
+    set_max_timestamp(bytes, max_timestamp);
+    header.max_timestamp = max_timestamp;
+    header.crc = u32::from_be_bytes(bytes[CRC_AT..CRC_AT + 4].try_into().expect("4 bytes"));
+    true
+}
+
 /// Builds a valid uncompressed batch (used by tests, benchmarks and the
 /// fuzz seeds; the broker itself never builds batches).
 pub mod build {

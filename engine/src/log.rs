@@ -1121,7 +1121,7 @@ impl<S: Storage> Log<S> {
                 return Err(BatchError::TooLarge { size: range.len(), max: max_message_bytes }.into());
             }
             if !log_append_time {
-                repair_max_timestamp(&mut records[range.clone()], header);
+                batch::repair_max_timestamp(&mut records[range.clone()], header);
             }
         }
         let total_bytes = records.len();
@@ -1896,25 +1896,6 @@ impl<S: Storage> Log<S> {
         let _ = self.close().await;
         self.inner.shard.storage.remove_dir_all(&self.inner.dir).await
     }
-}
-
-/// Sets the max timestamp of a CreateTime batch that announces one below
-/// its first timestamp (sarama 1.22, the Go client Debian ships, sends -1)
-/// to its records' real maximum, as Kafka's append does for every batch:
-/// lookups by time, the time index and retention by time all go by it, and
-/// with -1 a lookup skipped the batch and retention never deleted its
-/// segment. A valid batch never takes this path; a compressed one is
-/// inflated here (and only here) to read its records' timestamps.
-fn repair_max_timestamp(bytes: &mut [u8], header: &mut BatchHeader) {
-    if header.max_timestamp >= header.base_timestamp || header.is_log_append_time() || header.records_count <= 0 {
-        return;
-    }
-    let Some(records) = crate::compaction::records_of(bytes, header) else { return };
-    let Some(deltas) = batch::record_deltas(&records, header.records_count) else { return };
-    let Some(max_delta) = deltas.iter().map(|&(_, timestamp_delta)| timestamp_delta).max() else { return };
-    let max_timestamp = header.base_timestamp.saturating_add(max_delta);
-    batch::set_max_timestamp(bytes, max_timestamp);
-    header.max_timestamp = max_timestamp;
 }
 
 /// Reads `len` bytes at any position through aligned reads.

@@ -5,8 +5,10 @@
 //! record count matches the offset delta, the split covers the input with
 //! contiguous batches, patching `base_offset` and the leader epoch (the
 //! broker's only in-place edits) keeps the batch valid with the same CRC,
-//! the LogAppendTime rewrite yields a valid batch, and the records of an
-//! uncompressed batch parse for offset and timestamp lookups.
+//! the LogAppendTime rewrite yields a valid batch, the repair of a max
+//! timestamp below the first one (compressed batches inflated) yields a
+//! valid batch whose header agrees, and the records of an uncompressed
+//! batch parse for offset and timestamp lookups.
 
 #![no_main]
 
@@ -104,6 +106,15 @@ fn check_accepted(bytes: &[u8], header: &BatchHeader) {
         batch::validate(&log_append_time).expect("the LogAppendTime rewrite yields a valid batch");
     assert!(stamped.is_log_append_time());
     assert_eq!(stamped.max_timestamp, 1_700_000_000_000);
+
+    let mut repaired = bytes.to_vec();
+    let mut repaired_header = *header;
+    if batch::repair_max_timestamp(&mut repaired, &mut repaired_header) {
+        let after = batch::validate(&repaired).expect("the max timestamp repair yields a valid batch");
+        assert_eq!(after, repaired_header, "the repaired header says what was written");
+    } else {
+        assert_eq!(repaired, bytes, "a batch not repaired is untouched");
+    }
 
     if header.compression() == Compression::None {
         let deltas = batch::uncompressed_record_deltas(bytes)
