@@ -20,6 +20,7 @@ left to the other suites."""
 
 import asyncio
 import collections
+import contextlib
 import importlib
 import os
 import time
@@ -80,6 +81,16 @@ async def admin(bootstrap):
     client = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=TIMEOUT_MS)
     await step(client.start())
     return client
+
+
+@contextlib.asynccontextmanager
+async def admin_session(bootstrap):
+    """A started admin client, closed (bounded) on the way out."""
+    client = await admin(bootstrap)
+    try:
+        yield client
+    finally:
+        await close(client)
 
 
 async def started_producer(bootstrap, **config):
@@ -190,8 +201,7 @@ async def consume(bootstrap, topic, partitions, expected):
 
 def test_create_topic_with_6_partitions_and_an_existing_one(shared_broker):
     async def body():
-        client = await admin(shared_broker.bootstrap)
-        try:
+        async with admin_session(shared_broker.bootstrap) as client:
             await create_topic(client, "aio-created", PARTITION_COUNT)
             assert "aio-created" in await step(client.list_topics())
             partitions = await partitions_of(client, "aio-created")
@@ -203,16 +213,13 @@ def test_create_topic_with_6_partitions_and_an_existing_one(shared_broker):
             again = await step(client.create_topics([NewTopic("aio-created", 2, 1)]))
             assert topic_errors(again) == {"aio-created": TopicAlreadyExistsError}, again
             assert sorted(await partitions_of(client, "aio-created")) == list(range(PARTITION_COUNT))
-        finally:
-            await close(client)
 
     run(body())
 
 
 def test_create_partitions(shared_broker):
     async def body():
-        client = await admin(shared_broker.bootstrap)
-        try:
+        async with admin_session(shared_broker.bootstrap) as client:
             await create_topic(client, "aio-grow", 2)
             await step(client.create_partitions({"aio-grow": NewPartitions(4)}))
             assert sorted(await partitions_of(client, "aio-grow")) == [0, 1, 2, 3]
@@ -225,16 +232,13 @@ def test_create_partitions(shared_broker):
             with pytest.raises(InvalidPartitionsError):
                 await step(client.create_partitions({"aio-grow": NewPartitions(1)}))
             assert sorted(await partitions_of(client, "aio-grow")) == [0, 1, 2, 3]
-        finally:
-            await close(client)
 
     run(body())
 
 
 def test_delete_topic(shared_broker):
     async def body():
-        client = await admin(shared_broker.bootstrap)
-        try:
+        async with admin_session(shared_broker.bootstrap) as client:
             await create_topic(client, "aio-doomed", 3)
             await produce_all(shared_broker.bootstrap, "aio-doomed", make_messages("aio-doomed", count=100))
             assert "aio-doomed" in await step(client.list_topics())
@@ -245,8 +249,6 @@ def test_delete_topic(shared_broker):
             response = await step(client.delete_topics(["aio-doomed"]))
             assert topic_errors(response) == {"aio-doomed": UnknownTopicOrPartitionError}, response
             assert "aio-doomed" not in await step(client.list_topics())
-        finally:
-            await close(client)
 
     run(body())
 
@@ -258,8 +260,7 @@ def test_a_deleted_topic_is_unknown_without_auto_create(start_broker):
     broker = start_broker("--auto-create-topics", "false")
 
     async def body():
-        client = await admin(broker.bootstrap)
-        try:
+        async with admin_session(broker.bootstrap) as client:
             await create_topic(client, "aio-gone", 2)
             delivered = await produce_all(broker.bootstrap, "aio-gone", [(b"k", b"before delete")], partition=1)
             assert list(delivered.values()) == [(1, 0)]
@@ -279,16 +280,13 @@ def test_a_deleted_topic_is_unknown_without_auto_create(start_broker):
             finally:
                 await close(sender)
             assert "aio-gone" not in await step(client.list_topics())
-        finally:
-            await close(client)
 
     run(body())
 
 
 def test_describe_and_alter_topic_configs(shared_broker):
     async def body():
-        client = await admin(shared_broker.bootstrap)
-        try:
+        async with admin_session(shared_broker.bootstrap) as client:
             await create_topic(client, "aio-plain", 1)
             plain = await topic_configs(client, "aio-plain")
             assert (plain["retention.ms"], plain["max.message.bytes"], plain["cleanup.policy"]) == (
@@ -338,19 +336,14 @@ def test_describe_and_alter_topic_configs(shared_broker):
             (response,) = await step(client.describe_configs([ConfigResource(ConfigResourceType.TOPIC, unknown)]))
             assert [(for_code(r[0]), r[4]) for r in response.resources] == [(UnknownTopicOrPartitionError, [])]
             assert unknown not in await step(client.list_topics())
-        finally:
-            await close(client)
 
     run(body())
 
 
 async def broker_configs(bootstrap):
     """[(name, value)] of broker 0, from describe_configs (DescribeConfigs, BROKER resource)."""
-    client = await admin(bootstrap)
-    try:
+    async with admin_session(bootstrap) as client:
         (response,) = await step(client.describe_configs([ConfigResource(ConfigResourceType.BROKER, "0")]))
-    finally:
-        await close(client)
     (resource,) = response.resources
     assert (resource[0], resource[2], resource[3]) == (0, ConfigResourceType.BROKER, "0"), resource
     return [(entry[0], entry[1]) for entry in resource[4]]
@@ -383,13 +376,10 @@ def test_describe_broker_configs_names_every_entry(shared_broker):
 
 def test_describe_configs_with_synonyms(shared_broker):
     async def body():
-        client = await admin(shared_broker.bootstrap)
-        try:
+        async with admin_session(shared_broker.bootstrap) as client:
             await create_topic(client, "aio-synonyms", 1, configs={"retention.ms": "123456"})
             resource = ConfigResource(ConfigResourceType.TOPIC, "aio-synonyms", {"retention.ms": None})
             (response,) = await step(client.describe_configs([resource], include_synonyms=True))
-        finally:
-            await close(client)
         (result,) = response.resources
         (entry,) = result[4]
         name, value, _, source, _, synonyms = entry
@@ -405,11 +395,8 @@ def test_describe_configs_with_synonyms(shared_broker):
 
 def test_describe_cluster(shared_broker):
     async def body():
-        client = await admin(shared_broker.bootstrap)
-        try:
+        async with admin_session(shared_broker.bootstrap) as client:
             cluster = await step(client.describe_cluster())
-        finally:
-            await close(client)
         assert cluster["cluster_id"]
         brokers = [(b["node_id"], b["host"], b["port"]) for b in cluster["brokers"]]
         assert brokers == [(0, "127.0.0.1", shared_broker.port)]
@@ -444,11 +431,8 @@ def test_produce_and_consume_every_codec(shared_broker, codec, acks):
     messages = make_messages(topic)
 
     async def body():
-        client = await admin(bootstrap)
-        try:
+        async with admin_session(bootstrap) as client:
             await create_topic(client, topic, PARTITION_COUNT)
-        finally:
-            await close(client)
         delivered = await produce_all(
             bootstrap,
             topic,
@@ -476,11 +460,8 @@ def test_idempotent_producer_stores_every_message_once_in_order(shared_broker):
     messages = make_messages(topic, count=10_000)
 
     async def body():
-        client = await admin(bootstrap)
-        try:
+        async with admin_session(bootstrap) as client:
             await create_topic(client, topic, PARTITION_COUNT)
-        finally:
-            await close(client)
         # Small batches: many requests, each partition's sequence numbers carried across them.
         delivered = await produce_all(
             bootstrap, topic, messages, enable_idempotence=True, acks="all", max_batch_size=4096
@@ -503,11 +484,8 @@ def test_headers_null_keys_and_values(shared_broker):
     ]
 
     async def body():
-        client = await admin(bootstrap)
-        try:
+        async with admin_session(bootstrap) as client:
             await create_topic(client, topic, 1)
-        finally:
-            await close(client)
         sender = await started_producer(bootstrap, acks="all")
         try:
             delivered = []
@@ -535,11 +513,8 @@ def test_message_over_max_message_bytes_gets_message_too_large(shared_broker):
     topic = "aio-small"
 
     async def body():
-        client = await admin(bootstrap)
-        try:
+        async with admin_session(bootstrap) as client:
             await create_topic(client, topic, 1, configs={"max.message.bytes": "1024"})
-        finally:
-            await close(client)
         # max_request_size far above the message: aiokafka itself lets it go, the broker refuses it.
         sender = await started_producer(bootstrap, acks=1, max_request_size=10_000_000)
         try:
@@ -563,11 +538,8 @@ def test_beginning_end_offsets_and_offsets_by_time(shared_broker):
     stamps = [base + i * 1000 for i in range(10)]
 
     async def body():
-        client = await admin(bootstrap)
-        try:
+        async with admin_session(bootstrap) as client:
             await create_topic(client, topic, 3)
-        finally:
-            await close(client)
         # Partition 0: one batch per message; partition 1: the ten in one
         # batch, so the broker must look inside it; partition 2: in one lz4
         # batch, which it must decompress.
@@ -637,11 +609,8 @@ def test_a_group_resumes_at_its_committed_offsets(shared_broker):
         )
 
     async def body():
-        client = await admin(bootstrap)
-        try:
+        async with admin_session(bootstrap) as client:
             await create_topic(client, topic, PARTITION_COUNT)
-        finally:
-            await close(client)
         delivered = await produce_all(bootstrap, topic, first)
         ends = collections.Counter(partition for partition, _ in delivered.values())
 
@@ -674,11 +643,8 @@ def test_a_group_resumes_at_its_committed_offsets(shared_broker):
         ends.update(partition for partition, _ in delivered_second.values())
         assert committed == {p: ends[p] for p in range(PARTITION_COUNT)}
         # The admin client reads the same commits (OffsetFetch for every partition of the group).
-        client = await admin(bootstrap)
-        try:
+        async with admin_session(bootstrap) as client:
             offsets = await step(client.list_consumer_group_offsets(group))
-        finally:
-            await close(client)
         assert {tp: meta.offset for tp, meta in offsets.items()} == {tp: ends[tp.partition] for tp in partitions}
 
     run(body())
@@ -703,11 +669,8 @@ def test_two_members_split_six_partitions(shared_broker):
     messages = make_messages(topic, count=3000)
 
     async def body():
-        client = await admin(bootstrap)
-        try:
+        async with admin_session(bootstrap) as client:
             await create_topic(client, topic, PARTITION_COUNT)
-        finally:
-            await close(client)
         listeners = [Assignments(), Assignments()]
         members = []
         try:
@@ -743,12 +706,9 @@ def test_two_members_split_six_partitions(shared_broker):
             assignments_at_split = [len(listener.history) for listener in listeners]
 
             # The broker describes the group as the members see it.
-            client = await admin(bootstrap)
-            try:
+            async with admin_session(bootstrap) as client:
                 (described,) = await step(client.describe_consumer_groups([group]))
                 listed = await step(client.list_consumer_groups())
-            finally:
-                await close(client)
             (entry,) = described.groups
             error_code, name, state, protocol_type, protocol, described_members = entry[:6]
             described_group = (error_code, name, state, protocol_type, protocol)
