@@ -1492,7 +1492,7 @@ impl<S: Storage> Log<S> {
             }
         }
         let id = shard.next_seq();
-        let ahead = ReadAhead::start(file, id, window, &shard.read_ahead_held, held_max);
+        let ahead = ReadAhead::start(file, id, window, (start, stop), &shard.read_ahead_held, held_max);
         let started = ahead.is_some();
         if started {
             shard.stats.borrow_mut().read_aheads += 1;

@@ -75,10 +75,18 @@ impl Window {
 }
 
 impl<F: StorageFile> ReadAhead<F> {
-    /// Starts reading `window` of `file`, unless the window is empty or the
-    /// shard's windows already hold `held_max` bytes.
-    pub fn start(file: &Rc<F>, id: u64, window: Window, held: &Rc<Cell<usize>>, held_max: usize) -> Option<Self> {
-        let (start, stop) = window.range(file.alignment())?;
+    /// Starts reading `window` of `file`, whose aligned range is
+    /// `(start, stop)` (`Window::range`), unless the shard's windows already
+    /// hold `held_max` bytes (a window a reader has taken but not yet used
+    /// still counts).
+    pub fn start(
+        file: &Rc<F>,
+        id: u64,
+        window: Window,
+        (start, stop): (u64, u64),
+        held: &Rc<Cell<usize>>,
+        held_max: usize,
+    ) -> Option<Self> {
         let bytes = (stop - start) as usize;
         if held.get().saturating_add(bytes) > held_max {
             return None;
