@@ -9,6 +9,7 @@
 //! overrides: a config it does not name goes back to the broker default,
 //! as in Kafka.
 
+use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use kafka_protocol::messages::describe_configs_response::{
@@ -66,15 +67,18 @@ fn config_type(key: &str) -> i8 {
     }
 }
 
-/// Where the broker-level value of `key` comes from: the broker's own
-/// configuration if it differs from the built-in default.
-fn broker_source(defaults: &LogConfig, key: &str) -> i8 {
-    let empty = Default::default();
-    if config_value(defaults, &empty, key) == config_value(&LogConfig::default(), &empty, key) {
+/// The broker-level value of `key` (what a topic without an override
+/// gets) and where it comes from: the broker's own configuration if it
+/// differs from the built-in default.
+fn broker_default(defaults: &LogConfig, builtin: &LogConfig, key: &str) -> Option<(String, i8)> {
+    let none = BTreeMap::new();
+    let (value, _) = config_value(defaults, &none, key)?;
+    let source = if config_value(builtin, &none, key).is_some_and(|(builtin_value, _)| builtin_value == value) {
         SOURCE_DEFAULT
     } else {
         SOURCE_STATIC_BROKER
-    }
+    };
+    Some((value, source))
 }
 
 pub fn describe(ctx: &Rc<ShardContext>, request: &Request) -> Outcome {
@@ -83,6 +87,7 @@ pub fn describe(ctx: &Rc<ShardContext>, request: &Request) -> Outcome {
         Err(outcome) => return outcome,
     };
     let defaults = ctx.config.default_log_config();
+    let builtin = LogConfig::default();
     let mut results = Vec::with_capacity(body.resources.len());
     for resource in &body.resources {
         let name = resource.resource_name.to_string();
@@ -119,7 +124,9 @@ pub fn describe(ctx: &Rc<ShardContext>, request: &Request) -> Outcome {
                     continue;
                 }
                 let Some((value, is_default)) = config_value(&defaults, &overrides, key.name) else { continue };
-                let default_source = broker_source(&defaults, key.name);
+                let Some((broker_value, default_source)) = broker_default(&defaults, &builtin, key.name) else {
+                    continue;
+                };
                 let mut entry = DescribeConfigsResourceResult::default()
                     .with_name(str_bytes(shown_name))
                     .with_value(Some(str_bytes(&value)))
@@ -131,10 +138,7 @@ pub fn describe(ctx: &Rc<ShardContext>, request: &Request) -> Outcome {
                     if !is_default {
                         entry.synonyms.push(synonym(key.name, &value, SOURCE_TOPIC));
                     }
-                    let empty = Default::default();
-                    if let Some((broker_value, _)) = config_value(&defaults, &empty, key.name) {
-                        entry.synonyms.push(synonym(broker_name(key.name), &broker_value, default_source));
-                    }
+                    entry.synonyms.push(synonym(broker_name(key.name), &broker_value, default_source));
                 }
                 if request.api_version >= 3 {
                     entry.config_type = config_type(key.name);
