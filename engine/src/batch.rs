@@ -491,7 +491,7 @@ pub fn repair_max_timestamp(bytes: &mut [u8], header: &mut BatchHeader) -> bool 
     let max_timestamp = header.base_timestamp.saturating_add(max_delta);
     set_max_timestamp(bytes, max_timestamp);
     header.max_timestamp = max_timestamp;
-    header.crc = u32::from_be_bytes(bytes[CRC_AT..CRC_AT + 4].try_into().expect("4 bytes"));
+    header.crc = be_i32(bytes, CRC_AT) as u32;
     true
 }
 
